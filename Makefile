@@ -1,0 +1,35 @@
+# The two commands for a fresh machine are `make demo` and `make test` (see README).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-done
+DATA ?= data
+FMNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: setup data demo test test-fast bench clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+setup: $(STAMP)  ## create .venv and install everything (fast when nothing changed)
+$(STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+	touch $@
+
+data: setup $(DATA)/fashion_mnist/train/manifest.json $(DATA)/fashion_mnist/test/manifest.json  ## Fashion-MNIST -> shards
+$(DATA)/fashion_mnist/%/manifest.json:
+	$(PY) -m platform.data build fashion-mnist --split $* --out $(DATA)/fashion_mnist/$*
+
+demo: setup data  ## run the default sweep: +experiment=downsample_factor at scale=local
+	$(PY) -m platform.sweep +experiment=downsample_factor
+
+test: setup  ## run the test suite
+	$(PY) -m pytest
+
+test-fast: setup  ## the suite without slow end-to-end tests
+	$(PY) -m pytest -m "not slow"
+
+bench: setup data  ## all benchmarks (python -m platform.bench --help)
+	$(PY) -m platform.bench all
+
+clean:  ## remove run outputs (keeps .venv and data)
+	rm -rf runs multirun outputs mlruns mlflow.db

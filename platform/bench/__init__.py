@@ -1,0 +1,1 @@
+"""Benchmarks: measured figures printed side by side, ratios within one run."""

@@ -1,0 +1,120 @@
+"""Self-describing checkpoints: safetensors for tensors, JSON for everything else.
+
+A checkpoint is a directory ``<root>/step-<8 digits>/`` holding ``tensors.safetensors``
+and ``meta.json``. Nested state (module and optimiser state dicts, with their int keys)
+is encoded as a JSON tree whose tensor leaves point into the safetensors file, so
+loading never unpickles anything. Directories are written under a temporary name and
+renamed when complete: a crash never leaves a checkpoint that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from safetensors.torch import load_file, save_file
+
+_PREFIX = "step-"
+TENSORS_FILE = "tensors.safetensors"
+META_FILE = "meta.json"
+
+
+def _encode(obj: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, torch.Tensor):
+        tensors[path] = obj.detach().to("cpu").contiguous().clone()
+        return {"t": path}
+    if isinstance(obj, Mapping):
+        return {"d": [[k, _encode(v, f"{path}.{k}", tensors)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        tag = "l" if isinstance(obj, list) else "u"
+        return {tag: [_encode(v, f"{path}.{i}", tensors) for i, v in enumerate(obj)]}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return {"v": obj}
+    raise TypeError(f"cannot store {type(obj).__name__} at {path} in a checkpoint")
+
+
+def _decode(node: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
+    (tag, value), = node.items()
+    if tag == "t":
+        return tensors[value]
+    if tag == "d":
+        return {k: _decode(v, tensors) for k, v in value}
+    if tag == "l":
+        return [_decode(v, tensors) for v in value]
+    if tag == "u":
+        return tuple(_decode(v, tensors) for v in value)
+    return value
+
+
+def save_checkpoint(
+    root: Path | str,
+    step: int,
+    states: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    *,
+    keep_last: int | None = None,
+) -> Path:
+    """Write ``states`` (name -> state dict) and JSON ``meta`` as ``root/step-NNNNNNNN``.
+
+    Args:
+        root: directory holding this run's checkpoints.
+        step: training step the checkpoint belongs to.
+        states: e.g. ``{"model": net.state_dict(), "opt": opt.state_dict()}``.
+        meta: JSON-serialisable facts (resolved config, scale_factor, data position).
+        keep_last: delete older checkpoints beyond this many (None keeps all).
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"{_PREFIX}{step:08d}"
+    tmp = root / f".tmp-{final.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    tensors: dict[str, torch.Tensor] = {}
+    tree = {name: _encode(state, name, tensors) for name, state in states.items()}
+    save_file(tensors, str(tmp / TENSORS_FILE))
+    (tmp / META_FILE).write_text(json.dumps({"step": step, "meta": dict(meta), "states": tree}))
+    for file in tmp.iterdir():
+        with open(file, "rb") as handle:
+            os.fsync(handle.fileno())
+    if final.exists():  # re-saving a step: swap, then drop the old copy
+        trash = root / f".old-{final.name}-{os.getpid()}"
+        os.replace(final, trash)
+        os.replace(tmp, final)
+        shutil.rmtree(trash)
+    else:
+        os.replace(tmp, final)
+    if keep_last is not None:
+        for old in list_checkpoints(root)[:-keep_last]:
+            shutil.rmtree(old)
+    return final
+
+
+def list_checkpoints(root: Path | str) -> list[Path]:
+    """Complete checkpoints under ``root``, oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.name.startswith(_PREFIX) and (p / META_FILE).is_file())
+
+
+def latest_checkpoint(root: Path | str) -> Path | None:
+    """The newest complete checkpoint under ``root``, or None."""
+    found = list_checkpoints(root)
+    return found[-1] if found else None
+
+
+def load_checkpoint(path: Path | str) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """Read a checkpoint directory; returns ``(states, meta, step)`` with CPU tensors."""
+    path = Path(path)
+    if not (path / META_FILE).is_file() or not (path / TENSORS_FILE).is_file():
+        raise FileNotFoundError(
+            f"{path} is not a complete checkpoint (needs {META_FILE} and {TENSORS_FILE})"
+        )
+    doc = json.loads((path / META_FILE).read_text())
+    tensors = load_file(str(path / TENSORS_FILE))
+    states = {name: _decode(node, tensors) for name, node in doc["states"].items()}
+    return states, doc["meta"], int(doc["step"])

@@ -1,0 +1,41 @@
+"""Compose configs outside ``@hydra.main`` (tests, Ray workers, single-stage entry points)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+from platform.config.store import CONF_DIR, register_configs
+
+
+def compose_config(overrides: Sequence[str] = (), *, with_hydra: bool = False) -> DictConfig:
+    """The config ``python -m platform.sweep`` would build from ``overrides`` (no sweep)."""
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=with_hydra)
+
+
+def expand_sweep(overrides: Sequence[str] = ()) -> list[list[str]]:
+    """Per-trial override lists, expanded exactly as Hydra's basic sweeper does.
+
+    The experiment's ``hydra.sweeper.params`` come first, then the command line, so
+    ``ldm.train.lr=1e-4,2e-4`` adds an axis to the experiment's own.
+    """
+    parser = OverridesParser.create()
+    fixed = [o.input_line for o in parser.parse_overrides(list(overrides)) if not o.is_sweep_override()]
+    cfg = compose_config(fixed, with_hydra=True)
+    params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
+    arguments = [f"{key}={value}" for key, value in params.items()] + list(overrides)
+    parsed = parser.parse_overrides(arguments)
+    return [list(trial) for batch in BasicSweeper.split_arguments(parsed, None) for trial in batch]
+
+
+def compose_trials(overrides: Sequence[str] = ()) -> list[DictConfig]:
+    """The composed config of every trial of the sweep that ``overrides`` describe."""
+    return [compose_config(trial) for trial in expand_sweep(overrides)]

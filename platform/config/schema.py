@@ -1,0 +1,251 @@
+"""Typed configuration schema (Hydra structured configs).
+
+Every YAML file under ``conf/`` and ``experiments/`` extends one of these dataclasses.
+Required values are ``MISSING``, so an incomplete config fails at composition with the
+key named. Modes are declared as enums here but typed ``str`` in the dataclasses: OmegaConf
+matches enum *names*, and values such as ``class`` or ``raise`` are Python keywords.
+``platform.config.validate`` checks every mode against its enum (naming the allowed
+values) and the cross-field rules that a type cannot express.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Dict, List, Optional
+
+from omegaconf import MISSING
+
+
+class Regularizer(str, Enum):
+    """First-stage latent regularisation (paper §3.1); ``none`` is the f = 1 identity."""
+
+    kl = "kl"
+    vq = "vq"
+    none = "none"
+
+
+class Conditioning(str, Enum):
+    """How the LDM denoiser sees y (paper §3.3)."""
+
+    none = "none"
+    class_label = "class"  # cross-attention on a learned class embedding
+    text = "text"  # cross-attention on text-encoder tokens
+    concat = "concat"  # low-resolution image concatenated to z (super-resolution)
+
+
+class TextEncoder(str, Enum):
+    frozen_minilm = "frozen_minilm"  # bundled all-MiniLM-L6-v2, frozen
+    bert = "bert"  # BERT-style encoder built from config, trained jointly (paper)
+
+
+class Prediction(str, Enum):
+    epsilon = "epsilon"
+    v_prediction = "v_prediction"
+
+
+class Sampler(str, Enum):
+    ddim = "ddim"
+    ddpm = "ddpm"
+
+
+class OnError(str, Enum):
+    """What the data loader does with an undecodable sample."""
+
+    raise_ = "raise"
+    skip = "skip"
+
+
+class Scale(str, Enum):
+    smoke = "smoke"
+    local = "local"
+    paper = "paper"
+
+
+class Stage(str, Enum):
+    first_stage = "first_stage"
+    ldm = "ldm"
+    eval = "eval"
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation budget shared by both training stages."""
+
+    steps: int = MISSING
+    batch_size: int = MISSING  # per worker
+    grad_accum: int = 1
+    lr: float = MISSING  # base learning rate, see ``scale_lr``
+    scale_lr: bool = True  # lr *= global batch (CompVis convention)
+    ckpt_every: int = MISSING
+    log_every: int = 10
+    num_workers: int = 1  # Ray Train workers (DDP ranks)
+    use_gpu: bool = False
+    precision: str = "bf16"  # autocast dtype on GPU; CPU always runs fp32
+
+
+@dataclass
+class DataConfig:
+    """Webdataset shards written by ``python -m platform.data build``."""
+
+    name: str = MISSING
+    train_shards: str = MISSING  # directory holding manifest.json + *.tar
+    eval_shards: str = MISSING  # held-out split (reconstruction metrics, references)
+    resolution: int = 32
+    channels: int = 3
+    num_classes: int = 10
+    shuffle_buffer: int = 1000
+    loader_workers: int = 2  # torch DataLoader workers per rank
+    on_error: str = OnError.raise_.value
+
+
+@dataclass
+class FirstStageConfig:
+    """A first-stage autoencoder preset (paper Tab. 8; CompVis ``autoencoder_*`` configs)."""
+
+    name: str = MISSING
+    regularizer: str = MISSING  # Regularizer
+    f: int = MISSING  # downsampling factor H/h
+    latent_channels: int = MISSING
+    base_channels: int = 128
+    channel_mult: List[int] = MISSING  # one entry per resolution level: log2(f) + 1
+    num_res_blocks: int = 2
+    attn_resolutions: List[int] = field(default_factory=list)
+    codebook_size: int = 0  # |Z| for VQ, 0 otherwise
+    kl_weight: float = 1.0e-6
+    codebook_weight: float = 1.0
+    vq_beta: float = 0.25
+    perceptual_weight: float = 1.0
+    disc_weight: float = 0.5
+    disc_start: int = MISSING
+    disc_layers: int = 3
+    disc_channels: int = 64
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class UNetConfig:
+    """Denoiser size (paper Tab. 13 at ``scale=paper``)."""
+
+    channels: int = MISSING
+    channel_mult: List[int] = MISSING
+    num_res_blocks: int = 2
+    attention_resolutions: List[int] = MISSING  # spatial sizes that get attention
+    num_heads: int = 1
+    transformer_depth: int = 1
+    context_dim: int = 512  # width of τθ(y), the cross-attention context
+
+
+@dataclass
+class PaperPreset:
+    """One column of Tab. 13: network, batch and learning rate for a given f."""
+
+    unet: UNetConfig = MISSING
+    batch_size: int = MISSING
+    lr: float = MISSING
+
+
+@dataclass
+class ConditioningConfig:
+    text_encoder: str = TextEncoder.frozen_minilm.value
+    text_layers: int = 2  # for the trainable BERT-style encoder
+    max_text_tokens: int = 32
+    cfg_dropout: float = 0.1  # P(drop y) for classifier-free guidance
+    sr_factor: int = 4  # concat conditioning: low-res input is resolution / sr_factor
+
+
+@dataclass
+class DiffusionConfig:
+    num_steps: int = 1000
+    beta_schedule: str = "scaled_linear"  # LDM's "linear" is linear in sqrt(beta)
+    beta_start: float = 0.0015
+    beta_end: float = 0.0195
+    prediction: str = Prediction.epsilon.value
+
+
+@dataclass
+class LdmConfig:
+    unet: UNetConfig = MISSING
+    conditioning: str = Conditioning.class_label.value
+    cond: ConditioningConfig = field(default_factory=ConditioningConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    ema_decay: float = 0.9999
+    latent_cache: bool = False
+    sample_every: int = 0  # 0: only at the end
+    train: TrainConfig = field(default_factory=TrainConfig)
+    # Tab. 13 columns keyed by f ("1".."32"); ``scale=paper`` points ``unet``/``train`` here.
+    tab13: Dict[str, PaperPreset] = field(default_factory=dict)
+
+
+@dataclass
+class EvalConfig:
+    metrics: List[str] = field(default_factory=lambda: ["fid", "kid", "pr", "is"])
+    num_samples: int = MISSING  # N of generated samples (and of reference images)
+    reference_split: str = "train"
+    sampler: str = Sampler.ddim.value
+    sampling_steps: List[int] = field(default_factory=lambda: [100])
+    eta: float = 0.0
+    guidance_scale: float = 1.0
+    batch_size: int = 64
+    num_workers: int = 1  # evaluation actors
+    gpus_per_worker: float = 0.0
+    kid_subset_size: int = 1000
+    kid_subsets: int = 100
+    pr_k: int = 3
+    seed: int = 0
+    inception_weights: Optional[str] = None  # explicit path; otherwise the resolver
+
+
+@dataclass
+class TrackingConfig:
+    uri: Optional[str] = None  # None: sqlite store under paths.work_dir
+    experiment_name: Optional[str] = None  # None: the platform experiment's name
+
+
+@dataclass
+class ClusterConfig:
+    address: Optional[str] = None  # None: RAY_ADDRESS, else a local cluster
+    num_cpus: Optional[int] = None
+    num_gpus: Optional[int] = None
+    object_store_memory: Optional[int] = None
+
+
+@dataclass
+class ScaleConfig:
+    name: str = MISSING  # Scale
+    description: str = ""
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "default"
+    description: str = ""
+
+
+@dataclass
+class SweepConfig:
+    dry_run: bool = False
+    stages: List[str] = field(default_factory=lambda: [s.value for s in Stage])
+    max_concurrent_trials: int = 0  # 0: no limit beyond the cluster's resources
+
+
+@dataclass
+class PathsConfig:
+    data_dir: str = "data"  # relative paths resolve against the launch directory
+    work_dir: str = "runs"
+
+
+@dataclass
+class Config:
+    data: DataConfig = MISSING
+    first_stage: FirstStageConfig = MISSING
+    ldm: LdmConfig = MISSING
+    eval: EvalConfig = MISSING
+    tracking: TrackingConfig = MISSING
+    cluster: ClusterConfig = MISSING
+    scale: ScaleConfig = MISSING
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    seed: int = 0
+    stage: Optional[str] = None  # Stage; ``python -m platform.train stage=...``

@@ -1,0 +1,120 @@
+"""Cross-field and mode checks run on every composed config before any work starts.
+
+Types and required keys are checked by the schema at composition; this module adds what
+a type cannot say (f is a power of two, channel_mult matches f, modes are known), so a
+bad sweep fails before Ray or MLflow is touched, with the key and allowed values named.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+from typing import Any, Iterable
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from platform.config import schema
+
+ALLOWED_F = (1, 2, 4, 8, 16, 32)
+
+# Mode fields: dotted key -> the enum naming their allowed values.
+_MODES: dict[str, type[Enum]] = {
+    "scale.name": schema.Scale,
+    "first_stage.regularizer": schema.Regularizer,
+    "data.on_error": schema.OnError,
+    "ldm.conditioning": schema.Conditioning,
+    "ldm.cond.text_encoder": schema.TextEncoder,
+    "ldm.diffusion.prediction": schema.Prediction,
+    "eval.sampler": schema.Sampler,
+}
+_POSITIVE_INTS = (
+    "first_stage.train.steps",
+    "first_stage.train.batch_size",
+    "first_stage.train.grad_accum",
+    "first_stage.train.ckpt_every",
+    "first_stage.train.num_workers",
+    "ldm.train.steps",
+    "ldm.train.batch_size",
+    "ldm.train.grad_accum",
+    "ldm.train.ckpt_every",
+    "ldm.train.num_workers",
+    "ldm.diffusion.num_steps",
+    "eval.num_samples",
+    "eval.batch_size",
+    "eval.num_workers",
+    "data.resolution",
+)
+_KNOWN_METRICS = ("fid", "kid", "pr", "is")
+
+
+class ConfigError(ValueError):
+    """A composed config that cannot run; the message names the key and the fix."""
+
+
+def _get(cfg: DictConfig, key: str) -> Any:
+    try:
+        return OmegaConf.select(cfg, key, throw_on_missing=True)
+    except OmegaConfBaseException as error:  # missing value or broken interpolation
+        raise ConfigError(f"{key}: {error}".splitlines()[0]) from error
+
+
+def _allowed(values: Iterable[object]) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise ``ConfigError`` naming the first bad key of ``cfg``; return None if it can run."""
+    for key, enum in _MODES.items():
+        value = _get(cfg, key)
+        allowed = [member.value for member in enum]
+        if value not in allowed:
+            raise ConfigError(f"{key}={value!r} is not one of: {_allowed(allowed)}")
+    for key in _POSITIVE_INTS:
+        value = _get(cfg, key)
+        if not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{key}={value!r} must be a positive integer")
+
+    fs = cfg.first_stage
+    if fs.f not in ALLOWED_F:
+        raise ConfigError(f"first_stage.f={fs.f!r} must be a power of two up to 32: {_allowed(ALLOWED_F)}")
+    levels = int(math.log2(fs.f)) + 1
+    if len(fs.channel_mult) != levels:
+        raise ConfigError(
+            f"first_stage.channel_mult={list(fs.channel_mult)} has {len(fs.channel_mult)} levels; "
+            f"f={fs.f} needs log2(f)+1 = {levels}"
+        )
+    if (fs.f == 1) != (fs.regularizer == schema.Regularizer.none.value):
+        raise ConfigError(
+            f"first_stage.regularizer={fs.regularizer!r} with f={fs.f}: "
+            "f=1 is the untrained identity (regularizer none) and only f=1 may use it"
+        )
+    if fs.regularizer == schema.Regularizer.vq.value and fs.codebook_size <= 0:
+        raise ConfigError(f"first_stage.codebook_size={fs.codebook_size} must be positive for VQ")
+    if cfg.data.resolution % fs.f:
+        raise ConfigError(
+            f"data.resolution={cfg.data.resolution} is not divisible by first_stage.f={fs.f}"
+        )
+    unknown = [m for m in cfg.eval.metrics if m not in _KNOWN_METRICS]
+    if unknown:
+        raise ConfigError(f"eval.metrics has {unknown}; allowed: {_allowed(_KNOWN_METRICS)}")
+    bad_steps = [s for s in cfg.eval.sampling_steps if not isinstance(s, int) or s <= 0]
+    if bad_steps or not cfg.eval.sampling_steps:
+        raise ConfigError(f"eval.sampling_steps={list(cfg.eval.sampling_steps)} must be positive integers")
+    stages = [s.value for s in schema.Stage]
+    bad_stages = [s for s in cfg.sweep.stages if s not in stages]
+    if bad_stages:
+        raise ConfigError(f"sweep.stages has {bad_stages}; allowed: {_allowed(stages)}")
+    if cfg.stage is not None and cfg.stage not in stages:
+        raise ConfigError(f"stage={cfg.stage!r} is not one of: {_allowed(stages)}")
+    # Resolve every interpolation now, so a broken one fails here and not on a worker.
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as error:
+        raise ConfigError(str(error).splitlines()[0]) from error
+
+
+def latent_shape(cfg: DictConfig) -> tuple[int, int, int]:
+    """(C, H/f, W/f) of the first stage's latent for this config's data."""
+    size = cfg.data.resolution // cfg.first_stage.f
+    return (cfg.first_stage.latent_channels, size, size)

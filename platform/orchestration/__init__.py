@@ -1,0 +1,1 @@
+"""Sweep orchestration: trial plans, the stage graph on Ray, progress and summaries."""
