@@ -17,8 +17,10 @@ from typing import Any, Optional
 import ray
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# Run outputs, data and the venv stay behind; only code and configs travel.
-_EXCLUDES = [".venv", ".git", "data", "runs", "multirun", "outputs", "mlruns", "*.db", "__pycache__"]
+# Run outputs, data and the venv stay behind; only code and configs travel. Patterns
+# follow .gitignore rules: anchor top-level folders with "/" so that "data" does not
+# also drop platform/data/.
+_EXCLUDES = ["/.venv", "/.git", "/data", "/runs", "/multirun", "/outputs", "/mlruns", "*.db", "__pycache__"]
 _WORKER_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true"}
 
 

@@ -35,3 +35,39 @@ def run_module(*args: str, timeout: float = 300, env: dict | None = None) -> sub
         timeout=timeout,
         env={**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})},
     )
+
+
+# --- data fixtures (platform.data) -------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def tiny_shards(tmp_path_factory) -> tuple[Path, Path]:
+    """(train_dir, test_dir): scikit-learn digits as 32x32 RGB shards, 256 train / 64 test samples.
+
+    Built in-process with the same function as ``python -m platform.data build digits``;
+    64 samples per shard, so the train split has 4 shards.
+    """
+    from platform.data.build import build_dataset
+    from platform.data.sources import digits
+
+    root = tmp_path_factory.mktemp("tiny_shards")
+    for split, limit in (("train", 256), ("test", 64)):
+        build_dataset(digits(split), root / split, size=32, samples_per_shard=64, limit=limit, progress=False)
+    return root / "train", root / "test"
+
+
+@pytest.fixture(scope="session")
+def fashion_shards(tmp_path_factory) -> tuple[Path, Path]:
+    """(train_dir, test_dir): the first 512 train / 256 test Fashion-MNIST images, 32x32 RGB.
+
+    Skips when the Debian package ``dataset-fashion-mnist`` is not installed.
+    """
+    from platform.data.build import build_dataset
+    from platform.data.sources import FASHION_MNIST_DIR, fashion_mnist
+
+    if not (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"Fashion-MNIST not installed at {FASHION_MNIST_DIR} (apt install dataset-fashion-mnist)")
+    root = tmp_path_factory.mktemp("fashion_shards")
+    for split, limit in (("train", 512), ("test", 256)):
+        build_dataset(fashion_mnist(split), root / split, size=32, samples_per_shard=128, limit=limit,
+                      progress=False)
+    return root / "train", root / "test"

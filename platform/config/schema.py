@@ -56,6 +56,11 @@ class OnError(str, Enum):
     skip = "skip"
 
 
+class EvalCheckpoints(str, Enum):
+    all = "all"
+    last = "last"
+
+
 class Scale(str, Enum):
     smoke = "smoke"
     local = "local"
@@ -183,7 +188,8 @@ class EvalConfig:
     num_samples: int = MISSING  # N of generated samples (and of reference images)
     reference_split: str = "train"
     sampler: str = Sampler.ddim.value
-    sampling_steps: List[int] = field(default_factory=lambda: [100])
+    sampling_steps: List[int] = field(default_factory=lambda: [100])  # first = headline
+    checkpoints: str = "all"  # EvalCheckpoints: every kept LDM checkpoint (Fig. 6 curve) or "last"
     eta: float = 0.0
     guidance_scale: float = 1.0
     batch_size: int = 64

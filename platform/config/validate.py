@@ -27,6 +27,7 @@ _MODES: dict[str, type[Enum]] = {
     "ldm.cond.text_encoder": schema.TextEncoder,
     "ldm.diffusion.prediction": schema.Prediction,
     "eval.sampler": schema.Sampler,
+    "eval.checkpoints": schema.EvalCheckpoints,
 }
 _POSITIVE_INTS = (
     "first_stage.train.steps",

@@ -1,0 +1,96 @@
+"""The sweep's three stages behind one signature.
+
+``stage(cfg, directory, reporter, upstream) -> fields`` where ``upstream`` holds the
+finished records of the stages it consumes, and the returned fields join the stage's
+record: ``checkpoint``, ``step``, ``summary`` (metric name -> value, shown in the sweep
+summary and copied onto the trial run), ``unavailable`` (metric -> reason) and, for
+evaluation, ``curve`` (metrics at each evaluated LDM step, for Fig. 6).
+Heavy imports stay inside the functions: the orchestrator imports this module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from omegaconf import DictConfig
+
+from platform.reporting import Reporter
+
+StageFunction = Callable[[DictConfig, Path, Reporter, list], dict]
+
+
+def first_stage(cfg: DictConfig, directory: Path, reporter: Reporter, upstream: list) -> dict[str, Any]:
+    from platform.first_stage.train import train_first_stage
+
+    result = train_first_stage(cfg, directory, reporter)
+    summary = {f"rec/{name}": value for name, value in result.metrics.items() if name in _REC_METRICS}
+    return {
+        "checkpoint": str(result.checkpoint),
+        "step": result.step,
+        "scale_factor": result.scale_factor,
+        "summary": summary,
+    }
+
+
+_REC_METRICS = ("psnr", "ssim", "lpips", "rfid")
+
+
+def ldm(cfg: DictConfig, directory: Path, reporter: Reporter, upstream: list) -> dict[str, Any]:
+    from platform.ldm.train import train_ldm
+
+    first = Path(upstream[0]["checkpoint"]) if upstream else None  # None: the f = 1 identity
+    result = train_ldm(cfg, directory, reporter, first_stage_checkpoint=first)
+    return {
+        "checkpoint": str(result.checkpoint),
+        "step": result.step,
+        "summary": {"perf/train_img_per_s": result.train_img_per_s},
+    }
+
+
+def evaluation(cfg: DictConfig, directory: Path, reporter: Reporter, upstream: list) -> dict[str, Any]:
+    """Evaluate the LDM's kept checkpoints (the FID-vs-steps curve) at every sampling setting.
+
+    Per setting S (e.g. ``ddim50``): ``eval/S/<metric>`` and ``perf/sample_img_per_s/S``;
+    the first entry of ``eval.sampling_steps`` is the headline, also logged as
+    ``eval/<metric>`` with ``eval/n``. Unavailable metrics are returned with the reason.
+    """
+    from platform.checkpoint import list_checkpoints
+    from platform.ldm.evaluate import evaluate_ldm
+
+    checkpoints = list_checkpoints(Path(upstream[0]["checkpoint"]).parent)
+    if cfg.eval.checkpoints == "last":
+        checkpoints = checkpoints[-1:]
+    cache_dir = Path(cfg.paths.work_dir) / "cache"
+    curve, unavailable = [], {}
+    for index, checkpoint in enumerate(checkpoints):
+        reporter.progress(index, len(checkpoints))
+        metrics: dict[str, float] = {}
+        for rank, result in enumerate(evaluate_ldm(checkpoint, cfg, cache_dir=cache_dir)):
+            setting = f"{result.settings.sampler}{result.settings.steps}"
+            values = {name: m.value for name, m in result.report.metrics.items() if m.value is not None}
+            unavailable.update({f"eval/{name}": m.unavailable for name, m in result.report.metrics.items()
+                                if m.value is None})
+            metrics.update({f"eval/{setting}/{name}": v for name, v in values.items()})
+            metrics[f"perf/sample_img_per_s/{setting}"] = result.images_per_s
+            if rank == 0:
+                metrics.update({f"eval/{name}": v for name, v in values.items()})
+                metrics["eval/n"] = result.num_samples
+                metrics["perf/sample_img_per_s"] = result.images_per_s
+        step = checkpoint_step(checkpoint)
+        reporter.metrics(metrics, step)
+        curve.append({"step": step, "metrics": metrics})
+    reporter.progress(len(checkpoints), len(checkpoints))
+    return {"step": curve[-1]["step"], "curve": curve, "summary": curve[-1]["metrics"], "unavailable": unavailable}
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    """The training step of a checkpoint directory (``step-NNNNNNNN``)."""
+    return int(checkpoint.name.split("-")[-1])
+
+
+STAGE_FUNCTIONS: dict[str, StageFunction] = {
+    "first_stage": first_stage,
+    "ldm": ldm,
+    "eval": evaluation,
+}

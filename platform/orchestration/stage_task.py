@@ -1,0 +1,122 @@
+"""One stage of one trial, executed on a Ray worker.
+
+Runs under the stage's lock: if another sweep finished the same key meanwhile, its
+record is returned (cached); otherwise the stage function runs, its output is copied
+to ``stage.log``, and the record is written atomically at the end. Unfinished work
+stays in the stage directory, where the stage's own resume picks it up next time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional, TextIO
+
+import ray
+from omegaconf import OmegaConf
+
+from platform.orchestration.records import read_record, stage_lock, write_record
+from platform.orchestration.stage_functions import STAGE_FUNCTIONS
+from platform.orchestration.writer import ActorSink
+from platform.tracking import MlflowReporter
+
+LOG_FILE = "stage.log"
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """Everything a worker needs to run one stage (plain data, cheap to ship)."""
+
+    stage: str
+    key: str
+    cfg: dict[str, Any]  # the resolved config of the first trial that needs this stage
+    directory: str  # absolute
+    run_id: str  # its MLflow run
+    devices: float  # CPU workers or GPUs it occupies, for device-hours
+
+
+@dataclass
+class BoardProgress:
+    """Forwards a stage's ``progress(step, total)`` to the sweep's progress board."""
+
+    board: Any
+    key: str
+
+    def __call__(self, step: int, total: int) -> None:
+        self.board.update.remote(self.key, state="running", step=step, total=total)
+
+
+class _Tee(io.TextIOBase):
+    def __init__(self, *streams: TextIO) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+            stream.flush()
+        return len(text)
+
+
+@contextlib.contextmanager
+def _capture(path: Path) -> Iterator[None]:
+    with open(path, "a") as log, contextlib.redirect_stdout(_Tee(sys.stdout, log)), \
+            contextlib.redirect_stderr(_Tee(sys.stderr, log)):
+        yield
+
+
+def execute_stage(spec: StageSpec, writer: Any, board: Any, *upstream: dict[str, Any]) -> dict[str, Any]:
+    """Run ``spec`` (or return its finished record); ``upstream`` are the records it consumes."""
+    directory = Path(spec.directory)
+    sink = ActorSink(writer)
+    progress_key = f"{spec.stage}:{spec.key}"
+    with stage_lock(directory):
+        record = read_record(directory)
+        if record is not None:
+            board.update.remote(progress_key, state="cached")
+            return record
+        board.update.remote(progress_key, state="running", step=0)
+        reporter = MlflowReporter(sink, spec.run_id, on_progress=BoardProgress(board, progress_key))
+        cfg = OmegaConf.create(spec.cfg)
+        started = time.time()
+        try:
+            with _capture(directory / LOG_FILE):
+                print(f"== {spec.stage} {spec.key} started {time.strftime('%Y-%m-%d %H:%M:%S')}")
+                result = STAGE_FUNCTIONS[spec.stage](cfg, directory, reporter, list(upstream))
+        except BaseException as error:
+            with open(directory / LOG_FILE, "a") as log:
+                traceback.print_exc(file=log)
+            sink.end_run(spec.run_id, "FAILED")
+            sink.flush()
+            board.update.remote(progress_key, state="failed", message=f"{type(error).__name__}: {error}")
+            raise
+        wall = time.time() - started
+        record = {
+            "stage": spec.stage,
+            "key": spec.key,
+            "run_id": spec.run_id,
+            "directory": str(directory),
+            "wall_s": wall,
+            "device_hours": wall * spec.devices / 3600.0,
+            "finished_at": time.time(),
+            **result,
+        }
+        write_record(directory, record)
+        sink.end_run(spec.run_id, "FINISHED")
+        sink.flush()
+        board.update.remote(progress_key, state="done")
+        return record
+
+
+remote_execute_stage = ray.remote(execute_stage)
+
+
+def describe_failure(error: BaseException) -> str:
+    """One line from a (possibly Ray-wrapped) stage exception."""
+    cause: Optional[BaseException] = getattr(error, "cause", None) or error
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[-1] if text else ''}"[:300]

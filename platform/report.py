@@ -1,0 +1,148 @@
+"""The paper's two views of a sweep, built from what MLflow holds.
+
+- Fig. 6: FID against LDM training steps, one curve per trial (``eval/fid`` history,
+  logged at the step of each checkpoint evaluated).
+- Fig. 7: FID against sampling throughput, one point per DDIM step count
+  (``eval/<sampler><S>/fid`` against ``perf/sample_img_per_s/<sampler><S>``).
+- ``comparison.csv`` / ``comparison.md``: the final metrics of every trial.
+
+    python -m platform.report +experiment=downsample_factor [report_sweep=RUN_ID]
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on cluster nodes
+import matplotlib.pyplot as plt  # noqa: E402
+
+from platform.orchestration.plan import format_table  # noqa: E402
+from platform.tracking import PARENT_TAG, TrackingStore  # noqa: E402
+
+_PER_STEPS = re.compile(r"^eval/(ddim|ddpm)(\d+)/fid$")
+TABLE_METRICS = ["rec/psnr", "rec/rfid", "eval/fid", "eval/kid", "eval/precision", "eval/recall",
+                 "eval/is", "eval/n", "perf/train_img_per_s", "perf/sample_img_per_s"]
+
+
+def _label(run: Any) -> str:
+    params = run.data.params
+    label = f"f={params.get('first_stage.f', '?')} {params.get('first_stage.regularizer', '')}".strip()
+    guidance = params.get("eval.guidance_scale")
+    return f"{label} s={guidance}" if guidance not in (None, "1.0") else label
+
+
+def trial_runs(store: TrackingStore, experiment: str, sweep_run_id: Optional[str]) -> list[Any]:
+    """Trial runs of ``sweep_run_id`` (default: the newest sweep of the experiment)."""
+    if sweep_run_id is None:
+        sweeps = store.runs(experiment, "tags.kind = 'sweep'")
+        if not sweeps:
+            return []
+        sweep_run_id = sweeps[0].info.run_id
+    runs = store.runs(experiment, f"tags.kind = 'trial' and tags.`{PARENT_TAG}` = '{sweep_run_id}'")
+    return sorted(runs, key=lambda r: (int(r.data.params.get("first_stage.f", 0)), r.info.run_name))
+
+
+def plot_fid_vs_steps(store: TrackingStore, runs: Sequence[Any], path: Path) -> bool:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    drawn = False
+    for run in runs:
+        history = store.metric_history(run.info.run_id, "eval/fid")
+        if history:
+            steps, values = zip(*history)
+            ax.plot(steps, values, marker="o", label=_label(run))
+            drawn = True
+    n = runs[0].data.metrics.get("eval/n") if runs else None
+    ax.set(xlabel="LDM training step", ylabel=f"FID (N={int(n) if n else '?'})",
+           title="FID vs training steps (paper Fig. 6)")
+    if drawn:
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return drawn
+
+
+def plot_fid_vs_throughput(runs: Sequence[Any], path: Path) -> bool:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    drawn = False
+    for run in runs:
+        points = []
+        for name, fid in run.data.metrics.items():
+            match = _PER_STEPS.match(name)
+            speed = match and run.data.metrics.get(f"perf/sample_img_per_s/{match[1]}{match[2]}")
+            if match and speed:
+                points.append((speed, fid, int(match[2])))
+        if points:
+            points.sort()
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=_label(run))
+            for speed, fid, steps in points:
+                ax.annotate(str(steps), (speed, fid), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            drawn = True
+    ax.set(xscale="log", xlabel="sampling throughput (images/s)", ylabel="FID",
+           title="FID vs sampling throughput, labels = DDIM steps (Fig. 7)")
+    if drawn:
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return drawn
+
+
+def write_tables(runs: Sequence[Any], out_dir: Path) -> tuple[Path, Path]:
+    header = ["trial", "f", "regulariser", *TABLE_METRICS]
+    rows = [[run.info.run_name, run.data.params.get("first_stage.f"), run.data.params.get("first_stage.regularizer"),
+             *(run.data.metrics.get(m, "") for m in TABLE_METRICS)] for run in runs]
+    csv_path, md_path = out_dir / "comparison.csv", out_dir / "comparison.md"
+    with open(csv_path, "w", newline="") as handle:
+        csv.writer(handle).writerows([header, *rows])
+    shown = [[f"{c:.4g}" if isinstance(c, float) else c for c in row] for row in rows]
+    md_path.write_text(format_table(header, shown) + "\n")
+    return csv_path, md_path
+
+
+def build_report(store: TrackingStore, experiment: str, sweep_run_id: Optional[str], out_dir: Path) -> list[Path]:
+    """Write the figures and tables for one sweep into ``out_dir``; returns the files."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs = trial_runs(store, experiment, sweep_run_id)
+    if not runs:
+        return []
+    files = list(write_tables(runs, out_dir))
+    if plot_fid_vs_steps(store, runs, out_dir / "fid_vs_steps.png"):
+        files.append(out_dir / "fid_vs_steps.png")
+    if plot_fid_vs_throughput(runs, out_dir / "fid_vs_throughput.png"):
+        files.append(out_dir / "fid_vs_throughput.png")
+    return files
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Report the newest (or a given) sweep of an experiment from its MLflow store."""
+    from platform.config.compose import compose_config
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in args):
+        print(__doc__)
+        return 0
+    sweep = next((a.split("=", 1)[1] for a in args if a.startswith("report_sweep=")), None)
+    cfg = compose_config([a for a in args if not a.startswith("report_sweep=")])
+    from platform.tracking import resolve_tracking_uri
+
+    work_dir = Path(cfg.paths.work_dir).resolve()
+    experiment = cfg.tracking.experiment_name or cfg.experiment.name
+    store = TrackingStore(resolve_tracking_uri(cfg.tracking.uri, work_dir))
+    out_dir = work_dir / "reports" / experiment
+    files = build_report(store, experiment, sweep, out_dir)
+    if not files:
+        print(f"no finished sweep of experiment {experiment!r} in {store.uri}", file=sys.stderr)
+        return 1
+    print("\n".join(str(f) for f in files))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

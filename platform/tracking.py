@@ -1,0 +1,224 @@
+"""The one module that talks to MLflow.
+
+``TrackingStore`` wraps ``MlflowClient`` with the platform's layout (DESIGN.md §1): an
+experiment per platform experiment, a parent run per sweep, nested runs per trial and
+stage, flattened config params with secrets redacted. During a sweep a single store
+instance (in one Ray actor) performs every write, so the embedded SQLite store never
+sees concurrent writers; the driver creates the store and experiment first, because
+concurrent first use of a fresh SQLite file corrupts it.
+``MlflowReporter`` is the ``platform.reporting.Reporter`` that stages log through.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+import numpy as np
+from PIL import Image
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH  # noqa: E402
+
+from platform.distributed import is_main  # noqa: E402
+
+PARENT_TAG = "mlflow.parentRunId"
+_SECRET = re.compile(r"(password|passwd|secret|token|api[_-]?key|access[_-]?key|credential)", re.I)
+REDACTED = "***"
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking store cannot be reached or created; the message says how to fix it."""
+
+
+def resolve_tracking_uri(uri: Optional[str], work_dir: Path) -> str:
+    """``uri`` if set, else the embedded default: ``sqlite:///<work_dir>/mlflow.db``."""
+    if uri:
+        return uri
+    return f"sqlite:///{(Path(work_dir) / 'mlflow.db').resolve()}"
+
+
+def flatten_config(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Dotted keys -> string values, secrets redacted (values of keys like ``*token*``)."""
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_config(value, f"{dotted}."))
+        elif _SECRET.search(str(key)) and value not in (None, ""):
+            flat[dotted] = REDACTED
+        else:
+            flat[dotted] = str(value)[:MAX_PARAM_VAL_LENGTH]
+    return flat
+
+
+def redact(tree: Any) -> Any:
+    """A copy of a nested config with secret values replaced (for the YAML artifact)."""
+    if isinstance(tree, Mapping):
+        return {
+            k: (REDACTED if _SECRET.search(str(k)) and v not in (None, "") and not isinstance(v, Mapping)
+                else redact(v))
+            for k, v in tree.items()
+        }
+    if isinstance(tree, list):
+        return [redact(v) for v in tree]
+    return tree
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """Encode a uint8 (H, W, 3) array as PNG."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class TrackingStore:
+    """MLflow writes and reads for one tracking URI."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self._client: Optional[MlflowClient] = None
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(tracking_uri=self.uri)
+        return self._client
+
+    # -- experiments and runs -------------------------------------------------
+    def ensure_experiment(self, name: str, artifact_root: Optional[Path] = None) -> str:
+        """Create (or find) the experiment; fails with ``TrackingUnavailable`` if unreachable."""
+        try:
+            found = self.client.get_experiment_by_name(name)
+            if found is not None:
+                return found.experiment_id
+            location = None
+            if artifact_root is not None and not self.uri.startswith(("http://", "https://")):
+                location = (Path(artifact_root) / name).resolve().as_uri()
+            return self.client.create_experiment(name, artifact_location=location)
+        except Exception as error:  # noqa: BLE001 - any client failure means unusable store
+            hint = (
+                "start it (mlflow server --host 127.0.0.1 --port PORT) or use tracking=local"
+                if self.uri.startswith("http")
+                else "check that the directory is writable"
+            )
+            raise TrackingUnavailable(f"MLflow tracking store {self.uri} is unusable: "
+                                      f"{str(error).splitlines()[0]}; {hint}") from error
+
+    def find_run(self, experiment_id: str, tags: Mapping[str, str]) -> Optional[str]:
+        """The id of the newest run carrying all ``tags``, if any."""
+        query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        runs = self.client.search_runs([experiment_id], filter_string=query, max_results=1,
+                                       order_by=["attributes.start_time DESC"])
+        return runs[0].info.run_id if runs else None
+
+    def start_run(
+        self,
+        experiment_id: str,
+        name: str,
+        tags: Mapping[str, str],
+        parent_run_id: Optional[str] = None,
+    ) -> str:
+        all_tags = dict(tags)
+        if parent_run_id:
+            all_tags[PARENT_TAG] = parent_run_id
+        run = self.client.create_run(experiment_id, run_name=name, tags=all_tags)
+        return run.info.run_id
+
+    def open_run(self, experiment_id: str, name: str, tags: Mapping[str, str],
+                 parent_run_id: Optional[str] = None) -> str:
+        """Reuse the run identified by ``tags`` (a relaunch) or start it: never a duplicate."""
+        run_id = self.find_run(experiment_id, tags)
+        if run_id is None:
+            return self.start_run(experiment_id, name, tags, parent_run_id)
+        self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        return run_id
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    # -- values ---------------------------------------------------------------
+    def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
+        existing = self.client.get_run(run_id).data.params
+        new = [Param(k[:250], v) for k, v in params.items() if k[:250] not in existing]
+        for start in range(0, len(new), MAX_PARAMS_TAGS_PER_BATCH):
+            self.client.log_batch(run_id, params=new[start:start + MAX_PARAMS_TAGS_PER_BATCH])
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        for start in range(0, len(items), MAX_PARAMS_TAGS_PER_BATCH):
+            self.client.log_batch(run_id, tags=items[start:start + MAX_PARAMS_TAGS_PER_BATCH])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int,
+                    timestamp_ms: Optional[int] = None) -> None:
+        import time
+
+        stamp = timestamp_ms or int(time.time() * 1000)
+        batch = [Metric(k, float(v), stamp, int(step)) for k, v in metrics.items()
+                 if v is not None and np.isfinite(v)]
+        if batch:
+            self.client.log_batch(run_id, metrics=batch)
+
+    def log_bytes(self, run_id: str, data: bytes, artifact_file: str) -> None:
+        """Store ``data`` (an encoded PNG, a YAML text...) as the artifact ``artifact_file``."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(artifact_file).name
+            path.write_bytes(data)
+            parent = str(Path(artifact_file).parent)
+            self.client.log_artifact(run_id, str(path), None if parent == "." else parent)
+
+    def log_artifact(self, run_id: str, local_path: str, artifact_path: Optional[str] = None) -> None:
+        if Path(local_path).is_dir():
+            self.client.log_artifacts(run_id, local_path, artifact_path)
+        else:
+            self.client.log_artifact(run_id, local_path, artifact_path)
+
+    # -- reads (report, tests) ------------------------------------------------
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, key))
+
+    def runs(self, experiment_name: str, filter_string: str = "") -> list[Any]:
+        """All runs of an experiment matching ``filter_string`` (newest first)."""
+        experiment = self.client.get_experiment_by_name(experiment_name)
+        if experiment is None:
+            return []
+        return self.client.search_runs([experiment.experiment_id], filter_string=filter_string,
+                                       max_results=5000, order_by=["attributes.start_time DESC"])
+
+
+@dataclass
+class MlflowReporter:
+    """A ``Reporter`` writing to one MLflow run through ``sink``.
+
+    ``sink`` is a ``TrackingStore`` or any object with the same ``log_metrics`` /
+    ``log_bytes`` / ``log_artifact`` methods (the sweep passes a proxy to its writer
+    actor). Only rank 0 logs.
+    """
+
+    sink: Any
+    run_id: str
+    on_progress: Optional[Callable[[int, int], None]] = None
+
+    def metrics(self, values: Mapping[str, float], step: int) -> None:
+        if is_main():
+            self.sink.log_metrics(self.run_id, {k: float(v) for k, v in values.items()}, step)
+
+    def image(self, image: np.ndarray, artifact_file: str) -> None:
+        if is_main():
+            self.sink.log_bytes(self.run_id, png_bytes(image), artifact_file)
+
+    def artifact(self, local_path: Path, artifact_path: Optional[str] = None) -> None:
+        if is_main():
+            self.sink.log_artifact(self.run_id, str(local_path), artifact_path)
+
+    def progress(self, step: int, total: int) -> None:
+        if is_main() and self.on_progress is not None:
+            self.on_progress(step, total)

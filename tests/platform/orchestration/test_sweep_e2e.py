@@ -1,0 +1,176 @@
+"""The mission's command end to end: real local Ray, real MLflow store/server, real shards."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from platform.tracking import PARENT_TAG, TrackingStore
+from tests.conftest import REPO_ROOT, run_module
+
+pytestmark = pytest.mark.slow
+
+
+def _sweep_args(work: Path, shards: tuple[Path, Path], *extra: str) -> list[str]:
+    train, test = shards
+    return ["platform.sweep", "scale=smoke", f"paths.work_dir={work}", f"data.train_shards={train}",
+            f"data.eval_shards={test}", "cluster.num_cpus=2", *extra]
+
+
+def _runs(store: TrackingStore, experiment: str, **tags: str) -> list:
+    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    return store.runs(experiment, query)
+
+
+def _store(work: Path) -> TrackingStore:
+    return TrackingStore(f"sqlite:///{work / 'mlflow.db'}")
+
+
+def test_downsample_factor_smoke_sweep_records_everything_and_reruns_cached(tmp_path, tiny_shards):
+    work = tmp_path / "work"
+    args = _sweep_args(work, tiny_shards, "+experiment=downsample_factor")
+    out = run_module(*args, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "summary" in out.stdout and out.stdout.count(" ok") >= 6
+
+    store = _store(work)
+    exp = "downsample_factor"
+    (parent,) = _runs(store, exp, kind="sweep")
+    trials = _runs(store, exp, kind="trial")
+    assert sorted(int(t.data.params["first_stage.f"]) for t in trials) == [1, 2, 4, 8, 16, 32]
+    assert all(t.data.tags[PARENT_TAG] == parent.info.run_id for t in trials)
+    assert len(_runs(store, exp, kind="stage", stage="first_stage")) == 5  # f=1 trains nothing
+    assert len(_runs(store, exp, kind="stage", stage="ldm")) == 6
+    assert len(_runs(store, exp, kind="stage", stage="eval")) == 6
+    for trial in trials:
+        metrics, tags = trial.data.metrics, trial.data.tags
+        for name in ("eval/fid", "eval/kid", "eval/precision", "eval/recall", "perf/train_img_per_s",
+                     "perf/sample_img_per_s"):
+            assert name in metrics, (name, trial.info.run_name)
+        assert metrics["eval/n"] == 32  # smoke N, logged beside every metric
+        assert "eval/is" not in metrics  # no real fc layer offline: unavailable, never a number
+        assert {"git_commit", "config_hash", "dataset_id", "sweep_id"} <= set(tags)
+        if trial.data.params["first_stage.f"] != "1":
+            assert "rec/psnr" in metrics and "rec/rfid" in metrics
+        fid_curve = store.metric_history(trial.info.run_id, "eval/fid")
+        assert len(fid_curve) == 2 and fid_curve[0][0] < fid_curve[1][0]  # one point per checkpoint
+    artifacts = {a.path for a in store.client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/fid_vs_steps.png", "report/fid_vs_throughput.png", "report/comparison.csv"} <= artifacts
+    assert "IS" in out.stdout and "unavailable" in out.stdout
+
+    # Rerunning the same command finds every stage finished: nothing trains, nothing duplicates.
+    before = len(store.runs(exp))
+    again = run_module(*args, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(store.runs(exp)) == before
+
+
+def _ldm_checkpoints(work: Path) -> list[Path]:
+    return sorted(work.glob("stages/ldm/*/checkpoints/step-*"))
+
+
+def test_killed_sweep_resumes_ldm_from_its_checkpoint(tmp_path, tiny_shards):
+    work = tmp_path / "work"
+    args = _sweep_args(work, tiny_shards, "first_stage=kl_f4", "ldm.train.steps=80", "ldm.train.ckpt_every=10",
+                       "eval.checkpoints=last")
+    proc = subprocess.Popen([sys.executable, "-m", *args], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 600
+    while not _ldm_checkpoints(work) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    assert _ldm_checkpoints(work), proc.communicate()[0][-3000:]
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
+    proc.communicate(timeout=120)
+    killed_at = int(_ldm_checkpoints(work)[-1].name.split("-")[1])
+    assert killed_at < 80
+
+    out = run_module(*args, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    log = next(work.glob("stages/ldm/*/stage.log")).read_text()
+    assert f"resum" in log.lower() and str(killed_at) in log
+    store = _store(work)
+    assert len(_runs(store, "default", kind="stage", stage="first_stage")) == 1
+    assert len(_runs(store, "default", kind="stage", stage="ldm")) == 1
+    assert len(_runs(store, "default", kind="trial")) == 1 and len(_runs(store, "default", kind="sweep")) == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real ``mlflow server`` on loopback with its own SQLite store."""
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "server-artifacts")],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.5)
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(30)
+
+
+def test_trials_sharing_stages_train_them_once_through_a_server(tmp_path, tiny_shards, mlflow_server):
+    work = tmp_path / "work"
+    out = run_module(*_sweep_args(work, tiny_shards, "+experiment=sampler_steps", f"tracking.uri={mlflow_server}",
+                                  "eval.sampling_steps=[5,10]", "eval.checkpoints=last"), timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert not (work / "mlflow.db").exists()  # everything went to the server
+    store = TrackingStore(mlflow_server)
+    exp = "sampler_steps"
+    assert len(_runs(store, exp, kind="trial")) == 3  # guidance 1.0, 1.5, 3.0
+    assert len(_runs(store, exp, kind="stage", stage="first_stage")) == 1
+    assert len(_runs(store, exp, kind="stage", stage="ldm")) == 1
+    assert len(_runs(store, exp, kind="stage", stage="eval")) == 3
+    assert len(list(work.glob("stages/first_stage/*/record.json"))) == 1
+    for trial in _runs(store, exp, kind="trial"):
+        assert {"eval/ddim5/fid", "eval/ddim10/fid", "perf/sample_img_per_s/ddim5"} <= set(trial.data.metrics)
+
+
+def test_a_failing_trial_fails_alone(tmp_path, tiny_shards):
+    train, test = tiny_shards
+    broken = tmp_path / "broken"
+    shutil.copytree(train, broken)
+    manifest = json.loads((broken / "manifest.json").read_text())
+    manifest["dataset_id"] = "broken-" + manifest["dataset_id"]  # its own stage keys
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    shard = sorted(broken.glob("*.tar"))[0]
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 3])  # a truncated shard
+    work = tmp_path / "work"
+    args = _sweep_args(work, (train, test), "first_stage=kl_f4", f"data.train_shards={train},{broken}",
+                       "eval.checkpoints=last")
+    out = run_module(*args, timeout=900)
+    assert out.returncode == 1
+    text = out.stdout + out.stderr
+    assert "FAILED (first_stage)" in text and " ok" in text
+    assert "failed in first_stage" in text and "stage.log" in text and shard.name in text
+
+
+def test_dead_tracking_server_fails_before_ray_starts(tmp_path, tiny_shards):
+    out = run_module(*_sweep_args(tmp_path / "w", tiny_shards, f"tracking.uri=http://127.0.0.1:{_free_port()}"),
+                     env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}, timeout=300)
+    assert out.returncode == 2
+    assert "cannot start the sweep" in out.stderr and "mlflow server" in out.stderr
+    assert "Started a local Ray instance" not in out.stdout + out.stderr
