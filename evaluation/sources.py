@@ -36,6 +36,9 @@ class ImageSource(Protocol):
         """One line for logs and reports."""
         ...
 
+    # Optional: ``prepare(self) -> None`` loads what ``images`` needs (e.g. model weights);
+    # workers call it before timing, so throughputs measure generation, not loading.
+
 
 def _runs(indices: Sequence[int]) -> list[tuple[int, int]]:
     """Group indices into contiguous [start, stop) runs (workers ask for contiguous slices)."""

@@ -52,6 +52,8 @@ def extract_stats(
     """Statistics of ``source`` images ``start..stop-1`` (one worker's slice)."""
     stats = FeatureStats(2048, keep_features=keep_features, keep_logits=keep_logits)
     timing = SliceTiming()
+    if hasattr(source, "prepare"):
+        source.prepare()
     for lo in range(start, stop, batch_size):
         idx = list(range(lo, min(lo + batch_size, stop)))
         t0 = time.perf_counter()

@@ -21,6 +21,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on cluster nodes
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 from platform.orchestration.plan import format_table  # noqa: E402
 from platform.tracking import PARENT_TAG, TrackingStore  # noqa: E402
@@ -86,6 +87,7 @@ def plot_fid_vs_throughput(runs: Sequence[Any], path: Path) -> bool:
             drawn = True
     ax.set(xscale="log", xlabel="sampling throughput (images/s)", ylabel="FID",
            title="FID vs sampling throughput, labels = DDIM steps (Fig. 7)")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     if drawn:
         ax.legend(fontsize=8)
         fig.tight_layout()

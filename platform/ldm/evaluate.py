@@ -8,7 +8,6 @@ the process that first asks for images; the source itself pickles as a few strin
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -77,6 +76,10 @@ class LdmSampleSource:
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_pipeline": None}
 
+    def prepare(self) -> None:
+        """Load the checkpoint now (evaluation workers call this before timing)."""
+        self._load()
+
     def _load(self):
         if self._pipeline is None:
             from platform.ldm.load import load_ldm
@@ -120,25 +123,13 @@ class LdmEvalResult:
 
     settings: SamplerSettings
     num_samples: int
-    images_per_s: float  # sampling + decoding throughput on this process's device
+    images_per_s: float  # sampling + decoding images/s during the evaluation, summed over workers
     metrics: dict[str, float] = field(default_factory=dict)  # name -> value, name_n -> N
     report: Any = None  # the evaluation workers' ``EvalReport`` (unavailable metrics say why)
 
     def to_dict(self) -> dict[str, Any]:
         return {"settings": asdict(self.settings), "num_samples": self.num_samples,
                 "images_per_s": self.images_per_s, "metrics": dict(self.metrics)}
-
-
-def sampling_throughput(source: LdmSampleSource, count: int) -> float:
-    """Images/s for ``count`` samples (after a one-image warm-up that loads the model)."""
-    source.images([0])
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    source.images(list(range(min(count, len(source)))))
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return min(count, len(source)) / (time.perf_counter() - start)
 
 
 def evaluate_ldm(
@@ -168,13 +159,13 @@ def evaluate_ldm(
         settings = SamplerSettings(sampler=ev.sampler, steps=int(steps), eta=float(ev.eta),
                                    guidance_scale=float(ev.guidance_scale), seed=int(ev.seed))
         fake = LdmSampleSource(ldm_checkpoint, settings, ev.num_samples, batch_size=ev.batch_size)
-        speed = sampling_throughput(fake, min(ev.batch_size, ev.num_samples))
         report = evaluate(fake, real, metrics=list(ev.metrics), num_samples=ev.num_samples,
                           num_workers=num_workers or ev.num_workers, batch_size=ev.batch_size,
                           cache_dir=cache_dir, gpus_per_worker=ev.gpus_per_worker,
                           inception_weights=ev.inception_weights, kid_subsets=ev.kid_subsets,
                           kid_subset_size=ev.kid_subset_size, pr_k=ev.pr_k)
         metrics = report.scalars(prefix="")  # value and N of every available metric
+        speed = report.throughput["source_images_per_s"]  # generation only, summed over workers
         results.append(LdmEvalResult(settings, ev.num_samples, speed, metrics, report))
         if reporter is not None and step is not None:
             reporter.metrics({**{f"eval/{k}": v for k, v in metrics.items()},

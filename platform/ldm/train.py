@@ -46,6 +46,7 @@ class LdmResult:
     checkpoint: Path
     step: int
     final_loss: float
+    train_img_per_s: float  # training throughput in the last logging window (all ranks)
     scale_factor: float
     first_stage_checkpoint: Path | None
 
@@ -88,7 +89,7 @@ def _epoch_batches(cfg: DictConfig, cache_dir: Path | None) -> Callable[[int, in
 
 
 def _meta(cfg: DictConfig, model: LdmModel, first_stage: nn.Module, fs_checkpoint: Path | None,
-          positions: list[dict[str, int]], loss: float) -> dict[str, Any]:
+          positions: list[dict[str, int]], loss: float, img_per_s: float) -> dict[str, Any]:
     return {
         "kind": "ldm",
         "config": OmegaConf.to_container(cfg, resolve=True),
@@ -99,6 +100,7 @@ def _meta(cfg: DictConfig, model: LdmModel, first_stage: nn.Module, fs_checkpoin
         "latent_size": model.latent_size,
         "data_position": positions,  # one entry per rank
         "loss": loss,
+        "train_img_per_s": img_per_s,  # last logging window, all ranks (for run summaries)
     }
 
 
@@ -162,7 +164,7 @@ def train_ldm_worker(
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
 
     # Resume from the newest complete checkpoint of this run.
-    step, saved_positions, loss_value = 0, None, float("nan")
+    step, saved_positions, loss_value, img_per_s = 0, None, float("nan"), float("nan")
     found = latest_checkpoint(run_dir / CHECKPOINT_DIR)
     if found is not None:
         states, meta, step = load_checkpoint(found)
@@ -187,7 +189,8 @@ def train_ldm_worker(
             return None
         return save_checkpoint(run_dir / CHECKPOINT_DIR, step,
                                {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict()},
-                               _meta(cfg, model, first_stage, first_stage_checkpoint, positions, loss_value))
+                               _meta(cfg, model, first_stage, first_stage_checkpoint, positions, loss_value,
+                                     img_per_s))
 
     # Train: L_LDM (paper Eq. 2) on z = scale_factor · E(x), y dropped with P = cfg_dropout.
     parts = StepParts(net=net, model=model, ema=ema, opt=opt, scheduler=scheduler, first_stage=first_stage,
@@ -207,9 +210,9 @@ def train_ldm_worker(
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"LDM loss is {loss_value} at step {step}")
         if step % tc.log_every == 0 or step == tc.steps:
-            elapsed = time.perf_counter() - window_start
+            img_per_s = window_images / max(time.perf_counter() - window_start, 1e-9)
             reporter.metrics({"train/loss": loss_value, "train/lr": lr, "train/ema_decay": ema.current_decay(),
-                              "perf/train_img_per_s": window_images / max(elapsed, 1e-9)}, step)
+                              "perf/train_img_per_s": img_per_s}, step)
             window_start, window_images = time.perf_counter(), 0
         reporter.progress(step, tc.steps)
         if step % tc.ckpt_every == 0 and step < tc.steps:
@@ -281,6 +284,7 @@ def train_ldm(
         raise RuntimeError(f"LDM training finished without a checkpoint under {run_dir / CHECKPOINT_DIR}")
     meta, step = checkpoint_meta(checkpoint)
     return LdmResult(checkpoint=checkpoint, step=step, final_loss=float(meta["loss"]),
+                     train_img_per_s=float(meta.get("train_img_per_s", float("nan"))),
                      scale_factor=float(meta["first_stage"]["scale_factor"]),
                      first_stage_checkpoint=Path(first_stage_checkpoint) if first_stage_checkpoint else None)
 

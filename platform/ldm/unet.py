@@ -40,8 +40,12 @@ def usable_levels(latent_size: int, channel_mult: Sequence[int]) -> list[int]:
 
 
 def _groups(channels: Sequence[int]) -> int:
-    """GroupNorm groups: 32 as in the paper's UNet, fewer where widths are tiny."""
-    return math.gcd(32, *channels)
+    """GroupNorm groups: 32 as in the paper's UNet, fewer where widths are tiny.
+
+    At least two channels per group: a 1x1 level (f = 32 at 32 px) would otherwise
+    normalise single values, which GroupNorm rejects for a batch of one.
+    """
+    return math.gcd(32, *(c // 2 for c in channels))
 
 
 def build_unet(

@@ -75,6 +75,7 @@ SUMMARY_COLUMNS = [
 def format_summary(trials: Sequence[Any], work_dir: Path) -> str:
     """The end-of-sweep table, one row per trial, then any failures and unavailable metrics."""
     rows, notes = [], []
+    reasons: dict[tuple[str, str], list[str]] = {}  # (metric, why) -> trials
     for trial in trials:
         summary: dict[str, Any] = {}
         unavailable: dict[str, str] = {}
@@ -87,7 +88,7 @@ def format_summary(trials: Sequence[Any], work_dir: Path) -> str:
         for _, key in SUMMARY_COLUMNS:
             if key in unavailable and key not in summary:
                 cells.append("unavailable")
-                notes.append(f"trial {trial.plan.index}: {key} unavailable: {unavailable[key]}")
+                reasons.setdefault((key, unavailable[key]), []).append(str(trial.plan.index))
             else:
                 cells.append(_fmt(summary.get(key)))
         status = "ok" if not trial.error else f"FAILED ({trial.failed_stage})"
@@ -96,6 +97,6 @@ def format_summary(trials: Sequence[Any], work_dir: Path) -> str:
         if trial.error:
             log = Path(work_dir) / "stages" / trial.failed_stage / trial.keys[trial.failed_stage] / "stage.log"
             notes.append(f"trial {trial.plan.index} failed in {trial.failed_stage}: {trial.error}\n    log: {log}")
+    notes += [f"{key} unavailable (trials {', '.join(ids)}): {why}" for (key, why), ids in reasons.items()]
     header = ["trial", "f", "reg", *(name for name, _ in SUMMARY_COLUMNS), "device-h", "status"]
-    unique_notes = list(dict.fromkeys(notes))
-    return "\nsummary\n" + format_table(header, rows) + ("\n" + "\n".join(unique_notes) if unique_notes else "")
+    return "\nsummary\n" + format_table(header, rows) + ("\n" + "\n".join(notes) if notes else "")
