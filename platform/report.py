@@ -61,12 +61,7 @@ def plot_fid_vs_steps(store: TrackingStore, runs: Sequence[Any], path: Path) -> 
     n = runs[0].data.metrics.get("eval/n") if runs else None
     ax.set(xlabel="LDM training step", ylabel=f"FID (N={int(n) if n else '?'})",
            title="FID vs training steps (paper Fig. 6)")
-    if drawn:
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return drawn
+    return _save(fig, ax, path, drawn)
 
 
 def plot_fid_vs_throughput(runs: Sequence[Any], path: Path) -> bool:
@@ -88,6 +83,11 @@ def plot_fid_vs_throughput(runs: Sequence[Any], path: Path) -> bool:
     ax.set(xscale="log", xlabel="sampling throughput (images/s)", ylabel="FID",
            title="FID vs sampling throughput, labels = DDIM steps (Fig. 7)")
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    return _save(fig, ax, path, drawn)
+
+
+def _save(fig: Any, ax: Any, path: Path, drawn: bool) -> bool:
+    """Write the figure if it shows anything; returns whether it was written."""
     if drawn:
         ax.legend(fontsize=8)
         fig.tight_layout()

@@ -3,10 +3,10 @@
     python -m platform.sweep +experiment=downsample_factor sweep.dry_run=true
     python -m platform.sweep +experiment=kl_vs_vq scale=smoke ldm.train.lr=1e-4,2e-4
 
-Experiments set ``hydra.mode: MULTIRUN`` and their own sweep axes, so no ``-m`` is
-needed; comma-separated values on the command line add axes (Hydra's syntax). The
-whole sweep reaches ``run_sweep`` at once through the ``stage_graph`` launcher
-(``hydra_plugins/ldm_platform``).
+The primary config ``conf/sweep.yaml`` runs Hydra in MULTIRUN mode, so no ``-m`` is
+needed: experiments bring their own sweep axes and comma-separated values on the
+command line add axes (Hydra's syntax). The whole sweep reaches ``run_sweep`` at once
+through the ``stage_graph`` launcher (``hydra_plugins/ldm_platform``).
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ def run_sweep(cfgs: Sequence[DictConfig], overrides: Sequence[Sequence[str]]) ->
     return run_plans(plans)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="sweep")
 def main(cfg: DictConfig) -> None:
-    """Without a sweep (no experiment, no comma values) Hydra calls this with one trial."""
+    """Only reached with ``hydra.mode=RUN``: Hydra then calls this with one trial."""
     exit_code = run_sweep([cfg], [list(HydraConfig.get().overrides.task)])
     if exit_code:
         raise SystemExit(exit_code)

@@ -28,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-fidelity", action="store_true", help="only the workers comparison")
 
 
-class _Images(torch.utils.data.Dataset):
+class UInt8Images(torch.utils.data.Dataset):
+    """torch-fidelity takes a Dataset of uint8 (3, H, W) tensors."""
+
     def __init__(self, x: torch.Tensor) -> None:
         self.x = x
 
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> None:
         t_ours = time.perf_counter() - t0
         t0 = time.perf_counter()
         theirs = torch_fidelity.calculate_metrics(
-            input1=_Images(fake), input2=_Images(real), fid=True, cuda=args.device.startswith("cuda"),
+            input1=UInt8Images(fake), input2=UInt8Images(real), fid=True, cuda=args.device.startswith("cuda"),
             feature_extractor_weights_path=str(asset.path), batch_size=args.batch_size, cache=False, verbose=False)
         t_theirs = time.perf_counter() - t0
         rel = abs(ours.metrics["fid"].value - theirs["frechet_inception_distance"]) / abs(theirs["frechet_inception_distance"])

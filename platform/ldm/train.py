@@ -172,6 +172,8 @@ def train_ldm_worker(
         ema.load_state_dict(states["ema"])
         opt.load_state_dict(states["opt"])
         saved_positions, loss_value = meta["data_position"], meta.get("loss", loss_value)
+        if dist_.is_main():
+            print(f"[ldm] resuming {run_dir.name} from step {step} ({found.name})", flush=True)
     net = wrap_ddp(model, device)
 
     # Data: optionally encode the shards once into a latent cache.

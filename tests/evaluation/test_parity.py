@@ -7,20 +7,8 @@ import torch
 
 from evaluation.sources import TensorSource
 from evaluation.workers import evaluate
+from platform.bench.eval import UInt8Images
 from tests.evaluation.conftest import digit_images
-
-
-class _Images(torch.utils.data.Dataset):
-    """torch-fidelity takes a Dataset of uint8 (3, H, W) tensors."""
-
-    def __init__(self, x: torch.Tensor) -> None:
-        self.x = x
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.x[i]
 
 
 @pytest.mark.slow  # Inception twice over 2 × 12 images (ours, then torch-fidelity's)
@@ -31,7 +19,7 @@ def test_fid_kid_pr_agree_with_torch_fidelity(detector):
     ours = evaluate(TensorSource(fake), TensorSource(real), metrics="fid,kid,pr", num_workers=0, use_cache=False,
                     kid_subset_size=12, kid_subsets=10, detector=detector).metrics
     theirs = torch_fidelity.calculate_metrics(
-        input1=_Images(fake), input2=_Images(real), cuda=False, fid=True, kid=True, prc=True,
+        input1=UInt8Images(fake), input2=UInt8Images(real), cuda=False, fid=True, kid=True, prc=True,
         feature_extractor="inception-v3-compat", feature_layer_prc="2048",  # PR on Inception pool features
         feature_extractor_weights_path=str(detector.asset.path),
         kid_subset_size=12, kid_subsets=10, batch_size=12, cache=False, verbose=False, save_cpu_ram=True,

@@ -96,8 +96,13 @@ def test_killed_sweep_resumes_ldm_from_its_checkpoint(tmp_path, tiny_shards):
     out = run_module(*args, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     log = next(work.glob("stages/ldm/*/stage.log")).read_text()
-    assert f"resum" in log.lower() and str(killed_at) in log
+    assert f"resuming" in log and f"from step {killed_at}" in log
     store = _store(work)
+    (ldm_run,) = _runs(store, "default", kind="stage", stage="ldm")
+    steps = [step for step, _ in store.metric_history(ldm_run.info.run_id, "train/loss")]
+    # Steps after the checkpoint were redone; those up to it were logged once: no restart from 0.
+    early = [step for step in steps if step <= killed_at]
+    assert early and len(early) == len(set(early)) and max(steps) == 80
     assert len(_runs(store, "default", kind="stage", stage="first_stage")) == 1
     assert len(_runs(store, "default", kind="stage", stage="ldm")) == 1
     assert len(_runs(store, "default", kind="trial")) == 1 and len(_runs(store, "default", kind="sweep")) == 1
