@@ -67,6 +67,13 @@ def test_downsample_factor_smoke_sweep_records_everything_and_reruns_cached(tmp_
     assert {"report/fid_vs_steps.png", "report/fid_vs_throughput.png", "report/comparison.csv"} <= artifacts
     assert "IS" in out.stdout and "unavailable" in out.stdout
 
+    # The report also runs on its own, from MLflow alone.
+    report = run_module("platform.report", "+experiment=downsample_factor", f"paths.work_dir={work}")
+    assert report.returncode == 0, report.stderr
+    assert (work / "reports" / exp / "fid_vs_steps.png").stat().st_size > 1000
+    rows = (work / "reports" / exp / "comparison.csv").read_text().splitlines()
+    assert len(rows) == 7 and rows[0].startswith("trial,f,regulariser")
+
     # Rerunning the same command finds every stage finished: nothing trains, nothing duplicates.
     before = len(store.runs(exp))
     again = run_module(*args, timeout=600)
