@@ -114,24 +114,29 @@ class SweepRunner:
     def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         return ray.get(self.writer.call.remote(name, *args, **kwargs))
 
-    def _tags(self, **extra: Any) -> dict[str, str]:
-        return {"sweep_id": self.sweep_id, "git_commit": self.commit, **{k: str(v) for k, v in extra.items()}}
+    def _open(self, name: str, identity: dict[str, str], parent: Optional[str] = None, **info: Any) -> str:
+        """Reopen the run that ``identity`` names (a relaunch) or start it, then (re)set the
+        descriptive ``info`` tags. Only identity finds a run: a rerun after a new commit
+        must reopen, not duplicate."""
+        run_id = self._call("open_run", self.experiment_id, name, identity, parent)
+        tags = {"git_commit": self.commit, "sweep_id": self.sweep_id, **{k: str(v) for k, v in info.items()}}
+        self._call("set_tags", run_id, tags)
+        return run_id
 
     def open_runs(self) -> dict[str, tuple[str, Trial]]:
         """Parent, trial and stage runs; returns stage key -> (stage, first trial needing it)."""
         trial0 = self.trials[0]
-        self.parent_run = self._call("open_run", self.experiment_id, f"sweep-{self.sweep_id}",
-                                     self._tags(kind="sweep", scale=trial0.cfg["scale"]["name"]))
+        self.parent_run = self._open(f"sweep-{self.sweep_id}", {"kind": "sweep", "sweep_id": self.sweep_id},
+                                     scale=trial0.cfg["scale"]["name"])
         overrides = {f"trial.{t.plan.index}": " ".join(t.plan.overrides) for t in self.trials}
         self._call("log_params", self.parent_run, overrides)
         owners: dict[str, tuple[str, Trial]] = {}
         for trial in self.trials:
             config_hash = digest(trial.keys)
-            trial.run_id = self._call(
-                "open_run", self.experiment_id, f"trial-{trial.plan.index}-f{trial.cfg['first_stage']['f']}",
-                self._tags(kind="trial", trial_key=config_hash, config_hash=config_hash,
-                           dataset_id=trial.dataset_ids["train"]),
-                self.parent_run)
+            trial.run_id = self._open(
+                f"trial-{trial.plan.index}-f{trial.cfg['first_stage']['f']}",
+                {"kind": "trial", "sweep_id": self.sweep_id, "trial_key": config_hash}, self.parent_run,
+                config_hash=config_hash, dataset_id=trial.dataset_ids["train"])
             self._call("log_params", trial.run_id, flatten_config(trial.cfg))
             self._call("log_bytes", trial.run_id, yaml.safe_dump(redact(trial.cfg), sort_keys=False).encode(),
                        "config.yaml")
@@ -144,9 +149,8 @@ class SweepRunner:
             if record is not None:  # finished earlier (maybe by another sweep): link it
                 self.stage_runs[key] = record["run_id"]
                 continue
-            self.stage_runs[key] = self._call(
-                "open_run", self.experiment_id, f"{stage}-{key[:8]}",
-                self._tags(kind="stage", stage=stage, stage_key=key, config_hash=key), trial.run_id)
+            self.stage_runs[key] = self._open(f"{stage}-{key[:8]}", {"kind": "stage", "stage_key": key},
+                                              trial.run_id, stage=stage, config_hash=key)
         for trial in self.trials:
             links = {f"{stage}_run_id": self.stage_runs[trial.keys[stage]] for stage in trial.plan.stages}
             links.update({f"{stage}_key": trial.keys[stage] for stage in trial.plan.stages})
