@@ -225,9 +225,6 @@ class SweepRunner:
         print(f"report: {report_dir}\nMLflow: mlflow ui --backend-store-uri {self.uri}")
         return 1 if failed else 0
 
-    def _unfinished(self, key: str) -> bool:
-        return not any(read_record(stage_dir(self.work_dir, stage, key)) for stage in (s.value for s in Stage))
-
     def run(self) -> int:
         self.prepare()
         ray_init(self.cluster.address, num_cpus=self.cluster.num_cpus, num_gpus=self.cluster.num_gpus,
@@ -242,7 +239,8 @@ class SweepRunner:
         except KeyboardInterrupt:
             print("\ninterrupted: finished stages are kept; rerun the same command to resume",
                   file=sys.stderr)
-            unfinished = [run for key, run in self.stage_runs.items() if self._unfinished(key)]
+            unfinished = [run for key, run in self.stage_runs.items()
+                          if read_record(stage_dir(self.work_dir, owners[key][0], key)) is None]
             for run_id in [self.parent_run, *(t.run_id for t in self.trials), *unfinished]:
                 self._call("end_run", run_id, "KILLED")
             raise

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from platform.reporting import Reporter
 
 StageFunction = Callable[[DictConfig, Path, Reporter, list], dict]
+_REC_METRICS = ("psnr", "ssim", "lpips", "rfid")  # first-stage results shown as rec/*
 
 
 def first_stage(cfg: DictConfig, directory: Path, reporter: Reporter, upstream: list) -> dict[str, Any]:
@@ -31,9 +32,6 @@ def first_stage(cfg: DictConfig, directory: Path, reporter: Reporter, upstream: 
         "scale_factor": result.scale_factor,
         "summary": summary,
     }
-
-
-_REC_METRICS = ("psnr", "ssim", "lpips", "rfid")
 
 
 def ldm(cfg: DictConfig, directory: Path, reporter: Reporter, upstream: list) -> dict[str, Any]:
