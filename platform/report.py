@@ -132,6 +132,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     sweep = next((a.split("=", 1)[1] for a in args if a.startswith("report_sweep=")), None)
     cfg = compose_config([a for a in args if not a.startswith("report_sweep=")])
+    from platform.redaction import redact_text
     from platform.tracking import resolve_tracking_uri
 
     work_dir = Path(cfg.paths.work_dir).resolve()
@@ -140,7 +141,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out_dir = work_dir / "reports" / experiment
     files = build_report(store, experiment, sweep, out_dir)
     if not files:
-        print(f"no finished sweep of experiment {experiment!r} in {store.uri}", file=sys.stderr)
+        print(f"no finished sweep of experiment {experiment!r} in {redact_text(store.uri)}", file=sys.stderr)
         return 1
     print("\n".join(str(f) for f in files))
     return 0

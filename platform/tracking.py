@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +28,9 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH  # noqa: E402
 
 from platform.distributed import is_main  # noqa: E402
+from platform.redaction import REDACTED, redact, redact_text  # noqa: E402,F401 (REDACTED re-exported)
 
 PARENT_TAG = "mlflow.parentRunId"
-_SECRET = re.compile(r"(password|passwd|secret|token|api[_-]?key|access[_-]?key|credential)", re.I)
-REDACTED = "***"
 
 
 class TrackingUnavailable(RuntimeError):
@@ -47,30 +45,16 @@ def resolve_tracking_uri(uri: Optional[str], work_dir: Path) -> str:
 
 
 def flatten_config(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Dotted keys -> string values, secrets redacted (values of keys like ``*token*``)."""
+    """Dotted keys -> string values, secrets redacted (``platform.redaction``)."""
     flat: dict[str, str] = {}
     for key, value in tree.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, Mapping):
             flat.update(flatten_config(value, f"{dotted}."))
-        elif _SECRET.search(str(key)) and value not in (None, ""):
-            flat[dotted] = REDACTED
         else:
-            flat[dotted] = str(value)[:MAX_PARAM_VAL_LENGTH]
+            shown = redact(value, dotted)
+            flat[dotted] = str(shown)[:MAX_PARAM_VAL_LENGTH]
     return flat
-
-
-def redact(tree: Any) -> Any:
-    """A copy of a nested config with secret values replaced (for the YAML artifact)."""
-    if isinstance(tree, Mapping):
-        return {
-            k: (REDACTED if _SECRET.search(str(k)) and v not in (None, "") and not isinstance(v, Mapping)
-                else redact(v))
-            for k, v in tree.items()
-        }
-    if isinstance(tree, list):
-        return [redact(v) for v in tree]
-    return tree
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -110,8 +94,8 @@ class TrackingStore:
                 if self.uri.startswith("http")
                 else "check that the directory is writable"
             )
-            raise TrackingUnavailable(f"MLflow tracking store {self.uri} is unusable: "
-                                      f"{str(error).splitlines()[0]}; {hint}") from error
+            raise TrackingUnavailable(redact_text(f"MLflow tracking store {self.uri} is unusable: "
+                                                  f"{str(error).splitlines()[0]}; {hint}")) from error
 
     def find_run(self, experiment_id: str, tags: Mapping[str, str]) -> Optional[str]:
         """The id of the newest run carrying all ``tags``, if any."""

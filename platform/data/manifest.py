@@ -133,13 +133,14 @@ def load_manifest(directory: str | os.PathLike) -> Manifest:
     path = join(directory, MANIFEST_NAME)
     if is_url(directory):
         from platform.data.reader import open_url
+        from platform.redaction import redact_text
 
         try:
             with open_url(path) as stream:
                 text = stream.read().decode()
         except OSError as exn:
-            raise DataError(f"{path}: cannot read ({exn}); is it a shard directory written by "
-                            f"`python -m platform.data build` and served at that address?") from None
+            raise DataError(redact_text(f"{path}: cannot read ({exn}); is it a shard directory written by "
+                                        f"`python -m platform.data build` and served at that address?")) from None
     else:
         if not Path(path).is_file():
             raise DataError(

@@ -31,7 +31,8 @@ from platform.orchestration.stage_task import StageSpec, describe_failure, remot
 from platform.orchestration.writer import start_writer
 from platform.report import build_report
 from platform.training.paths import with_absolute_paths
-from platform.tracking import TrackingStore, TrackingUnavailable, flatten_config, redact, resolve_tracking_uri
+from platform.redaction import redact, redact_override, redact_text
+from platform.tracking import TrackingStore, TrackingUnavailable, flatten_config, resolve_tracking_uri
 
 
 class SweepSetupError(RuntimeError):
@@ -128,7 +129,8 @@ class SweepRunner:
         trial0 = self.trials[0]
         self.parent_run = self._open(f"sweep-{self.sweep_id}", {"kind": "sweep", "sweep_id": self.sweep_id},
                                      scale=trial0.cfg["scale"]["name"])
-        overrides = {f"trial.{t.plan.index}": " ".join(t.plan.overrides) for t in self.trials}
+        overrides = {f"trial.{t.plan.index}": " ".join(map(redact_override, t.plan.overrides))
+                     for t in self.trials}
         self._call("log_params", self.parent_run, overrides)
         owners: dict[str, tuple[str, Trial]] = {}
         for trial in self.trials:
@@ -222,7 +224,7 @@ class SweepRunner:
         if failures:
             print(f"warning: {len(failures)} MLflow writes failed, first: {failures[0]}", file=sys.stderr)
         self._call("end_run", self.parent_run, "FAILED" if failed else "FINISHED")
-        print(f"report: {report_dir}\nMLflow: mlflow ui --backend-store-uri {self.uri}")
+        print(f"report: {report_dir}\nMLflow: mlflow ui --backend-store-uri {redact_text(self.uri)}")
         return 1 if failed else 0
 
     def run(self) -> int:
