@@ -7,7 +7,6 @@ into our cache with its sha256 recorded beside it and verified on every later us
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import io
 import json
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Callable, Literal, Optional
 
 import torch
+
+from platform.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +82,6 @@ def cache_dir() -> Path:
 def torch_hub_checkpoints() -> Path:
     """Where torch.hub (hence torch-fidelity and torchvision) caches downloads."""
     return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:

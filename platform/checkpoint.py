@@ -1,7 +1,8 @@
 """Self-describing checkpoints: safetensors for tensors, JSON for everything else.
 
 A checkpoint is a directory ``<root>/step-<8 digits>/`` holding ``tensors.safetensors``
-and ``meta.json``. Nested state (module and optimiser state dicts, with their int keys)
+and ``meta.json``, then ``digest.json`` (the sha256 of each other file), written last:
+it is the completion marker and the basis of the checkpoint's content id. Nested state (module and optimiser state dicts, with their int keys)
 is encoded as a JSON tree whose tensor leaves point into the safetensors file, so
 loading never unpickles anything. Directories are written under a temporary name and
 renamed when complete: a crash never leaves a checkpoint that looks finished.
@@ -18,9 +19,21 @@ from typing import Any, Mapping
 import torch
 from safetensors.torch import load_file, save_file
 
+from platform.hashing import sha256_file, sha256_json
+
 _PREFIX = "step-"
 TENSORS_FILE = "tensors.safetensors"
 META_FILE = "meta.json"
+DIGEST_FILE = "digest.json"
+
+
+class CheckpointError(Exception):
+    """A checkpoint directory that is missing, incomplete or does not match its digest."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(f"checkpoint {path}: {reason}")
+        self.path = Path(path)
+        self.reason = reason
 
 
 def _encode(obj: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
@@ -77,9 +90,11 @@ def save_checkpoint(
     tree = {name: _encode(state, name, tensors) for name, state in states.items()}
     save_file(tensors, str(tmp / TENSORS_FILE))
     (tmp / META_FILE).write_text(json.dumps({"step": step, "meta": dict(meta), "states": tree}))
-    for file in tmp.iterdir():
-        with open(file, "rb") as handle:
-            os.fsync(handle.fileno())
+    _fsync_files(tmp)
+    # Last, after every other file is durable: its presence means "complete".
+    files = {file.name: sha256_file(file) for file in sorted(tmp.iterdir())}
+    (tmp / DIGEST_FILE).write_text(json.dumps({"files": files}, indent=1, sort_keys=True))
+    _fsync_files(tmp, only=DIGEST_FILE)
     if final.exists():  # re-saving a step: swap, then drop the old copy
         trash = root / f".old-{final.name}-{os.getpid()}"
         os.replace(final, trash)
@@ -93,12 +108,50 @@ def save_checkpoint(
     return final
 
 
+def _fsync_files(directory: Path, only: str | None = None) -> None:
+    for file in directory.iterdir():
+        if only is None or file.name == only:
+            with open(file, "rb") as handle:
+                os.fsync(handle.fileno())
+
+
 def list_checkpoints(root: Path | str) -> list[Path]:
-    """Complete checkpoints under ``root``, oldest first."""
+    """Complete checkpoints (those with their ``digest.json``) under ``root``, oldest first."""
     root = Path(root)
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.name.startswith(_PREFIX) and (p / META_FILE).is_file())
+    return sorted(p for p in root.iterdir() if p.name.startswith(_PREFIX) and (p / DIGEST_FILE).is_file())
+
+
+def verify_checkpoint(path: Path | str) -> str:
+    """Check every file of a checkpoint against its ``digest.json``; return its content id.
+
+    The content id is the sha256 (hex) of the digest itself, so it changes when any file
+    changes and does not depend on where the checkpoint lies.
+
+    Raises:
+        CheckpointError: the directory or its digest is missing, a listed file is missing
+            or its sha256 differs, or a file is present that the digest does not list.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(path, "does not exist")
+    try:
+        files = json.loads((path / DIGEST_FILE).read_text())["files"]
+    except FileNotFoundError:
+        raise CheckpointError(path, f"has no {DIGEST_FILE}: it was never completed") from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(path, f"{DIGEST_FILE} is unreadable ({error})") from None
+    present = {p.name for p in path.iterdir() if p.name != DIGEST_FILE}
+    missing, extra = sorted(set(files) - present), sorted(present - set(files))
+    if missing:
+        raise CheckpointError(path, f"missing {', '.join(missing)}")
+    if extra:
+        raise CheckpointError(path, f"holds files its digest does not list: {', '.join(extra)}")
+    for name, expected in sorted(files.items()):
+        if sha256_file(path / name) != expected:
+            raise CheckpointError(path, f"{name} does not match its recorded sha256 (damaged or edited)")
+    return sha256_json(files)
 
 
 def latest_checkpoint(root: Path | str) -> Path | None:
@@ -108,12 +161,15 @@ def latest_checkpoint(root: Path | str) -> Path | None:
 
 
 def load_checkpoint(path: Path | str) -> tuple[dict[str, Any], dict[str, Any], int]:
-    """Read a checkpoint directory; returns ``(states, meta, step)`` with CPU tensors."""
+    """Read a checkpoint directory; returns ``(states, meta, step)`` with CPU tensors.
+
+    Raises ``CheckpointError`` when the directory is not a complete checkpoint (use
+    ``verify_checkpoint`` first to also check the bytes).
+    """
     path = Path(path)
-    if not (path / META_FILE).is_file() or not (path / TENSORS_FILE).is_file():
-        raise FileNotFoundError(
-            f"{path} is not a complete checkpoint (needs {META_FILE} and {TENSORS_FILE})"
-        )
+    for name in (META_FILE, TENSORS_FILE, DIGEST_FILE):
+        if not (path / name).is_file():
+            raise CheckpointError(path, f"is not a complete checkpoint (no {name})")
     doc = json.loads((path / META_FILE).read_text())
     tensors = load_file(str(path / TENSORS_FILE))
     states = {name: _decode(node, tensors) for name, node in doc["states"].items()}
