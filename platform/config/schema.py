@@ -210,7 +210,8 @@ class TrackingConfig:
 
 @dataclass
 class ClusterConfig:
-    address: Optional[str] = None  # None: RAY_ADDRESS, else a local cluster
+    kind: str = "local"  # local: start one unless an address is given; remote: an address is required
+    address: Optional[str] = None  # None: RAY_ADDRESS, else a new local cluster
     num_cpus: Optional[int] = None
     num_gpus: Optional[int] = None
     object_store_memory: Optional[int] = None

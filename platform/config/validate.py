@@ -8,8 +8,9 @@ bad sweep fails before Ray or MLflow is touched, with the key and allowed values
 from __future__ import annotations
 
 import math
+import os
 from enum import Enum
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -108,11 +109,42 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"sweep.stages has {bad_stages}; allowed: {_allowed(stages)}")
     if cfg.stage is not None and cfg.stage not in stages:
         raise ConfigError(f"stage={cfg.stage!r} is not one of: {_allowed(stages)}")
+    _check_cluster(cfg)
     # Resolve every interpolation now, so a broken one fails here and not on a worker.
     try:
         OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as error:
         raise ConfigError(str(error).splitlines()[0]) from error
+
+
+def is_local_store(tracking_uri: Optional[str]) -> bool:
+    """True for tracking stores that are a file on the driver's machine (SQLite, file, a path)."""
+    return tracking_uri is None or "://" not in tracking_uri or tracking_uri.startswith(("sqlite:", "file:"))
+
+
+def _check_cluster(cfg: DictConfig) -> None:
+    """An address is required by cluster=remote; joining a cluster excludes local sizing
+    and a tracking store that is a file on the driver's machine (the writer runs on the
+    cluster and would write to a different file, or none)."""
+    address = cfg.cluster.address
+    if cfg.cluster.kind not in ("local", "remote"):
+        raise ConfigError(f"cluster.kind={cfg.cluster.kind!r} is not one of: local, remote")
+    if cfg.cluster.kind == "remote" and not (address or os.environ.get("RAY_ADDRESS")):
+        raise ConfigError("cluster=remote needs cluster.address=HOST:6379 (on a cluster node) or "
+                          "ray://HOST:10001 (Ray client), or RAY_ADDRESS; for a new local cluster use cluster=local")
+    if not address:
+        return
+    sized = [f"cluster.{k}={cfg.cluster[k]}" for k in ("num_cpus", "num_gpus", "object_store_memory")
+             if cfg.cluster[k] is not None]
+    if sized:
+        raise ConfigError(f"{', '.join(sized)} sizes a local cluster; cluster.address={address} joins an "
+                          "existing one with its own resources: drop them")
+    if is_local_store(cfg.tracking.uri):
+        raise ConfigError(
+            f"cluster.address={address} with the local tracking store "
+            f"{cfg.tracking.uri or '(SQLite under paths.work_dir)'}: the cluster's writer cannot share a "
+            "file on this machine; start `mlflow server --host 0.0.0.0 --port PORT` where every node "
+            "reaches it and add tracking=server tracking.uri=http://HOST:PORT")
 
 
 def latent_shape(cfg: DictConfig) -> tuple[int, int, int]:

@@ -20,7 +20,7 @@ import ray
 import yaml
 from omegaconf import OmegaConf
 
-from platform.cluster import REPO_ROOT, check_workers, ray_init
+from platform.cluster import REPO_ROOT, check_cluster_store, check_workers, joined_address, ray_init
 from platform.config.schema import Stage
 from platform.orchestration.keys import dataset_ids, digest, stage_keys
 from platform.orchestration.plan import TrialPlan
@@ -101,6 +101,10 @@ class SweepRunner:
 
     # -- before Ray ---------------------------------------------------------------
     def prepare(self) -> None:
+        try:
+            check_cluster_store(joined_address(self.cluster.address), self.trials[0].cfg["tracking"]["uri"])
+        except ValueError as error:
+            raise SweepSetupError(str(error)) from None
         for trial in self.trials:
             trial.dataset_ids = _dataset_ids(trial.cfg)
             trial.keys = stage_keys(trial.cfg, trial.dataset_ids)
@@ -229,8 +233,11 @@ class SweepRunner:
 
     def run(self) -> int:
         self.prepare()
-        ray_init(self.cluster.address, num_cpus=self.cluster.num_cpus, num_gpus=self.cluster.num_gpus,
-                 object_store_memory=self.cluster.object_store_memory)
+        try:
+            ray_init(self.cluster.address, num_cpus=self.cluster.num_cpus, num_gpus=self.cluster.num_gpus,
+                     object_store_memory=self.cluster.object_store_memory)
+        except ValueError as error:  # resources given while RAY_ADDRESS joins a cluster
+            raise SweepSetupError(str(error)) from None
         check_workers()
         self.writer = start_writer(self.uri)
         self.board = RemoteProgressBoard.remote()
