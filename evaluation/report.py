@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Literal, Optional
+
+from evaluation.uncertainty import Interval, mlflow_metrics
 
 MetricName = Literal["fid", "kid", "pr", "is"]
 METRICS: tuple[str, ...] = ("fid", "kid", "pr", "is")
@@ -31,6 +32,8 @@ class MetricResult:
         std: spread over subsets/splits (KID, IS), when defined.
         unavailable: why there is no value ("unavailable: ..." in tables).
         details: e.g. KID subset size, PR neighbourhood k.
+        interval: the value's uncertainty (``evaluation.uncertainty``), when estimable.
+        name: the metric (``fid``, ``kid``, ``precision``, ``recall``, ``is``, ``fid_inf``).
     """
 
     value: Optional[float]
@@ -39,6 +42,8 @@ class MetricResult:
     std: Optional[float] = None
     unavailable: Optional[str] = None
     details: dict = field(default_factory=dict)
+    interval: Optional[Interval] = None
+    name: str = ""
 
 
 @dataclass
@@ -54,19 +59,19 @@ class EvalReport:
         return {"metrics": {k: asdict(v) for k, v in self.metrics.items()}, "throughput": self.throughput, "info": self.info}
 
     def scalars(self, prefix: str = "eval/") -> dict[str, float]:
-        """Available values as ``{prefix+name: value}`` plus ``{prefix+name+"_n": N}`` for logging."""
-        out: dict[str, float] = {}
-        for name, m in self.metrics.items():
-            if m.value is not None and math.isfinite(m.value):
-                out[f"{prefix}{name}"] = m.value
-                out[f"{prefix}{name}_n"] = float(m.n)
-        return out
+        """Available values with N, N_ref and intervals, under the MLflow names of
+        ``evaluation.uncertainty`` (``{prefix}fid``, ``{prefix}fid_lo``, ``{prefix}n``, ...)."""
+        return mlflow_metrics(self.metrics, prefix)
 
     def table(self) -> str:
         """Plain-text table: metric, value, N, N_ref; unavailable metrics say why."""
         rows = [("metric", "value", "N", "N_ref", "")]
         for name, m in self.metrics.items():
-            value = "-" if m.value is None else f"{m.value:.6g}" + (f" ± {m.std:.3g}" if m.std is not None else "")
+            value = "-" if m.value is None else f"{m.value:.6g}"
+            if m.value is not None and m.interval is not None:
+                value += f" [{m.interval.low:.4g}, {m.interval.high:.4g}] ({m.interval.method} x{m.interval.repeats})"
+            elif m.value is not None and m.std is not None:
+                value += f" ± {m.std:.3g}"
             reason = f"unavailable: {m.unavailable}" if m.value is None else ""
             rows.append((name, value, str(m.n), "-" if m.n_ref is None else str(m.n_ref), reason))
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
