@@ -115,6 +115,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     # where and how things run, and what they are called
     "tracking.uri": OPERATIONAL,
     "tracking.experiment_name": OPERATIONAL,
+    "cluster.kind": OPERATIONAL,
     "cluster.address": OPERATIONAL,
     "cluster.num_cpus": OPERATIONAL,
     "cluster.num_gpus": OPERATIONAL,
