@@ -82,7 +82,7 @@ def save_checkpoint(
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"{_PREFIX}{step:08d}"
+    final = checkpoint_path(root, step)
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -106,6 +106,11 @@ def save_checkpoint(
         for old in list_checkpoints(root)[:-keep_last]:
             shutil.rmtree(old)
     return final
+
+
+def checkpoint_path(root: Path | str, step: int) -> Path:
+    """Where ``save_checkpoint(root, step, ...)`` puts (or put) that step's checkpoint."""
+    return Path(root) / f"{_PREFIX}{step:08d}"
 
 
 def _fsync_files(directory: Path, only: str | None = None) -> None:

@@ -38,9 +38,12 @@ class TrackingUnavailable(RuntimeError):
 
 
 def resolve_tracking_uri(uri: Optional[str], work_dir: Path) -> str:
-    """``uri`` if set, else the embedded default: ``sqlite:///<work_dir>/mlflow.db``."""
+    """``uri`` if set, else ``$MLFLOW_TRACKING_URI``, else the embedded default:
+    ``sqlite:///<work_dir>/mlflow.db``."""
     if uri:
         return uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
     return f"sqlite:///{(Path(work_dir) / 'mlflow.db').resolve()}"
 
 
@@ -166,6 +169,9 @@ class TrackingStore:
             self.client.log_artifact(run_id, local_path, artifact_path)
 
     # -- reads (report, tests) ------------------------------------------------
+    def run_tags(self, run_id: str) -> dict[str, str]:
+        return dict(self.client.get_run(run_id).data.tags)
+
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, key))
 

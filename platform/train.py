@@ -5,14 +5,18 @@
 
 Same Hydra configs as ``platform.sweep``, and the same content-addressed stage
 directory (``paths.work_dir/stages/<stage>/<key>``), so relaunching resumes from the
-newest checkpoint and a later sweep reuses the result. Progress is printed; metrics go
-to ``<stage dir>/report`` (no tracking server needed).
+newest checkpoint and a later sweep reuses the result. Metrics go to the stage's MLflow
+run (``tracking.uri``, else ``$MLFLOW_TRACKING_URI``, else ``paths.work_dir/mlflow.db``),
+found and named exactly as a sweep's stage run, and the stage's record is written as a
+sweep writes it.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -20,19 +24,71 @@ from omegaconf import DictConfig, OmegaConf
 from platform.config.schema import Regularizer, Stage
 from platform.config.store import CONF_DIR, register_configs
 from platform.config.validate import ConfigError, validate_config
-from platform.reporting import LocalReporter
 from platform.training.paths import with_absolute_paths
 
 register_configs()
 
 
-def _stage_dirs(cfg: DictConfig) -> dict[str, Path | None]:
-    from platform.orchestration.keys import dataset_ids, stage_keys
-    from platform.orchestration.records import stage_dir
+def _keys(cfg: DictConfig) -> Any:
+    from platform.orchestration.keys import trial_keys
 
-    container = OmegaConf.to_container(cfg, resolve=True)
-    keys = stage_keys(container, dataset_ids(container["data"]))
-    return {stage: stage_dir(cfg.paths.work_dir, stage, key) if key else None for stage, key in keys.items()}
+    return trial_keys(OmegaConf.to_container(cfg, resolve=True), [cfg.stage])
+
+
+def _open_stage_run(cfg: DictConfig, stage: str, key: str, attempt: int, params: dict[str, Any]) -> tuple[Any, str]:
+    """The stage's MLflow run, found or created exactly as a sweep's stage run is."""
+    from platform.orchestration.provenance import git_commit
+    from platform.tracking import TrackingStore, flatten_config, resolve_tracking_uri
+
+    store = TrackingStore(resolve_tracking_uri(cfg.tracking.uri, Path(cfg.paths.work_dir)))
+    experiment = store.ensure_experiment(cfg.tracking.experiment_name or cfg.experiment.name,
+                                         artifact_root=Path(cfg.paths.work_dir) / "mlartifacts")
+    run_id = store.open_run(experiment, f"{stage}-{key[:8]}",
+                            {"kind": "stage", "stage_key": key, "attempt": str(attempt)})
+    store.set_tags(run_id, {"stage": stage, "config_hash": key, "git_commit": git_commit(),
+                            "launched_by": "platform.train"})
+    store.log_params(run_id, flatten_config(params))
+    return store, run_id
+
+
+def _train(cfg: DictConfig, keys: Any, upstream: list[dict[str, Any]]) -> int:
+    """Train ``cfg.stage`` into its stage directory under its lock, logged to MLflow, and
+    write the same record a sweep writes (a later sweep then reuses it as is)."""
+    from platform.orchestration.provenance import git_commit
+    from platform.orchestration.records import (
+        build_record, check_record, discard_stage, discarded_count, read_record, stage_dir, stage_lock, write_record)
+    from platform.orchestration.stage_functions import STAGE_FUNCTIONS
+    from platform.tracking import MlflowReporter
+
+    stage, key = cfg.stage, keys.keys[cfg.stage]
+    directory = stage_dir(cfg.paths.work_dir, stage, key)
+    with stage_lock(directory):
+        record, problem = check_record(directory)
+        if record is not None and problem is None:
+            print(f"[platform.train] {stage} {key} is already trained: {record['checkpoint']}")
+            return 0
+        if problem:
+            print(f"[platform.train] {stage} {key}: {problem}; training it again", file=sys.stderr)
+            discard_stage(directory, problem)
+        store, run_id = _open_stage_run(cfg, stage, key, discarded_count(directory), keys.payloads[stage]["config"])
+        print(f"[platform.train] {stage} -> {directory} (MLflow run {run_id})", flush=True)
+        started = time.time()
+        try:
+            result = STAGE_FUNCTIONS[stage](cfg, directory, MlflowReporter(store, run_id), upstream)
+        except BaseException:
+            store.end_run(run_id, "FAILED")
+            raise
+        devices = cfg[stage].train.num_workers
+        write_record(directory, build_record(
+            directory, stage=stage, key=key, run_id=run_id, result=result, started=started, devices=devices,
+            upstream=upstream, commit=git_commit(), payload=keys.payloads[stage], fingerprint=keys.fingerprints[stage]))
+        store.end_run(run_id, "FINISHED")
+    record = read_record(directory)
+    print(f"[platform.train] done: step {record['step']}, checkpoint {record['checkpoint']}")
+    shown = record.get("summary", {})
+    if shown:
+        print("  " + " ".join(f"{k}={v:.4g}" for k, v in shown.items()))
+    return 0
 
 
 def run_stage(cfg: DictConfig) -> int:
@@ -45,39 +101,24 @@ def run_stage(cfg: DictConfig) -> int:
         print(f"config error: {error}", file=sys.stderr)
         return 2
     cfg = with_absolute_paths(cfg)
-    dirs = _stage_dirs(cfg)
     identity = cfg.first_stage.regularizer == Regularizer.none.value
-    if cfg.stage == Stage.first_stage.value:
-        if identity:
-            print("first_stage=identity (f=1) needs no training; nothing to do")
-            return 0
-        from platform.first_stage.train import train_first_stage
-
-        run_dir = dirs[Stage.first_stage.value]
-        print(f"[platform.train] first stage {cfg.first_stage.name} -> {run_dir}", flush=True)
-        result = train_first_stage(cfg, run_dir, LocalReporter(run_dir / "report"))
-        print(f"[platform.train] done: step {result.step}, scale_factor {result.scale_factor:.5g}, "
-              f"checkpoint {result.checkpoint}")
-        print("  " + " ".join(f"{k}={v:.4g}" for k, v in result.metrics.items()))
+    if cfg.stage == Stage.first_stage.value and identity:
+        print("first_stage=identity (f=1) needs no training; nothing to do")
         return 0
+    from platform.orchestration.records import check_record, stage_dir
 
-    first_ckpt = None
-    if not identity:
-        from platform.first_stage.train import read_result
-
-        done = read_result(dirs[Stage.first_stage.value])
-        if done is None:
-            print(f"the first stage {cfg.first_stage.name} is not trained yet: run python -m platform.train "
+    keys = _keys(cfg)
+    upstream: list[dict[str, Any]] = []
+    if cfg.stage == Stage.ldm.value and not identity:
+        first, problem = check_record(stage_dir(cfg.paths.work_dir, Stage.first_stage.value,
+                                                keys.keys[Stage.first_stage.value]))
+        if first is None or problem:
+            why = f" ({problem})" if problem else ""
+            print(f"the first stage {cfg.first_stage.name} is not trained yet{why}: run python -m platform.train "
                   "stage=first_stage with the same overrides first", file=sys.stderr)
             return 2
-        first_ckpt = done.checkpoint
-    from platform.ldm.train import train_ldm
-
-    run_dir = dirs[Stage.ldm.value]
-    print(f"[platform.train] LDM over {cfg.first_stage.name} -> {run_dir}", flush=True)
-    result = train_ldm(cfg, run_dir, LocalReporter(run_dir / "report"), first_stage_checkpoint=first_ckpt)
-    print(f"[platform.train] done: step {result.step}, checkpoint {result.checkpoint}")
-    return 0
+        upstream = [first]
+    return _train(cfg, keys, upstream)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")

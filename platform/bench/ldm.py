@@ -26,7 +26,8 @@ from platform.config.compose import compose_config
 from platform.ldm.diffusion import make_scheduler
 from platform.ldm.ema import Ema
 from platform.ldm.latent_cache import build_latent_cache, iterate_latents
-from platform.ldm.train import StepParts, build_model, train_step
+from platform.ldm.build import build_model
+from platform.ldm.train import StepParts, train_step
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -234,6 +234,9 @@ class SweepConfig:
     dry_run: bool = False
     stages: List[str] = field(default_factory=lambda: [s.value for s in Stage])
     max_concurrent_trials: int = 0  # 0: no limit beyond the cluster's resources
+    # Run these again even if a verified result exists: stage names and/or key prefixes
+    # (``sweep.rerun=[eval]``, ``sweep.rerun=[3fa2c1]``); what consumes them runs again too.
+    rerun: List[str] = field(default_factory=list)
 
 
 @dataclass

@@ -127,6 +127,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "sweep.dry_run": OPERATIONAL,
     "sweep.stages": OPERATIONAL,
     "sweep.max_concurrent_trials": OPERATIONAL,
+    "sweep.rerun": OPERATIONAL,
     "paths.data_dir": OPERATIONAL,
     "paths.work_dir": OPERATIONAL,
     "seed": TRAINING,  # weight init and data order; evaluation has eval.seed

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from platform.data import plan
-from platform.data.manifest import DataError, Manifest, join, load_manifest
+from platform.data.locations import join
+from platform.data.manifest import DataError, Manifest, load_manifest
 from platform.data.reader import ShardError, decode_sample, iter_shard, torchvision_png
 
 OnError = Literal["raise", "skip"]

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from platform.data.locations import is_url, join, open_url
+
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 
@@ -112,18 +114,6 @@ def manifest_from_dict(data: dict[str, Any], *, source: str = "manifest") -> Man
         raise DataError(f"{source}: missing field {exn.args[0]!r}; rebuild with `python -m platform.data build ...`") from None
 
 
-def is_url(location: str | os.PathLike) -> bool:
-    """Whether ``location`` is a remote URL (http, https, s3, pipe:) rather than a local path."""
-    text = str(location)
-    return "://" in text or text.startswith("pipe:")
-
-
-def join(location: str | os.PathLike, name: str) -> str:
-    """``location/name`` for a local directory or a URL prefix."""
-    text = str(location)
-    return text.rstrip("/") + "/" + name if is_url(text) else str(Path(text) / name)
-
-
 def load_manifest(directory: str | os.PathLike) -> Manifest:
     """Read ``DIRECTORY/manifest.json`` (a local directory or an http(s)/s3 URL prefix).
 
@@ -132,7 +122,6 @@ def load_manifest(directory: str | os.PathLike) -> Manifest:
     """
     path = join(directory, MANIFEST_NAME)
     if is_url(directory):
-        from platform.data.reader import open_url
         from platform.redaction import redact_text
 
         try:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import functools
 import io
 import warnings
-from typing import IO, Callable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from PIL import Image
 
-from platform.data.manifest import DataError, is_url
+from platform.data.locations import is_url, open_url
+from platform.data.manifest import DataError
 from platform.data.tarstream import TarFormatError, iter_members
 
 RawSample = dict[str, bytes]  # extension -> bytes, plus "__key__" -> key (str)
@@ -32,18 +33,6 @@ class ShardError(DataError):
             where = f"shard {shard}" + (f", sample {key!r}" if key else "")
             super().__init__(f"{where}: {problem}; check it with `python -m platform.data verify DIR` and rebuild it")
         self.shard, self.key, self.problem = shard, key, problem
-
-
-def open_url(url: str) -> IO[bytes]:
-    """A readable binary stream for a local path, ``file://``, ``http(s)://`` (curl) or ``s3://`` (aws cli)."""
-    if not is_url(url):
-        return open(url, "rb")
-    from webdataset.gopen import gopen
-
-    if url.startswith("s3://"):
-        # webdataset has no s3 handler of its own; its documented recipe is a pipe to the aws cli.
-        url = f"pipe:aws s3 cp {url} -"
-    return gopen(url, "rb")
 
 
 def _split_name(name: str) -> tuple[str, str]:

@@ -262,7 +262,8 @@ def first_stage_loop(config: dict[str, Any]) -> None:
         reporter.image(grid, f"reconstructions/step_{step:08d}.png")
         result = FirstStageResult(ckpt, step, float(meta["scale_factor"]), metrics)
         tmp = run_dir / f".{RESULT_FILE}.tmp"
-        tmp.write_text(json.dumps({**asdict(result), "checkpoint": str(ckpt)}))
+        # The checkpoint relative to the run: the stage directory can move.
+        tmp.write_text(json.dumps({**asdict(result), "checkpoint": os.path.relpath(ckpt, run_dir)}))
         os.replace(tmp, run_dir / RESULT_FILE)  # atomic: a result file is always complete
     barrier()
 
@@ -273,7 +274,7 @@ def read_result(run_dir: Path) -> FirstStageResult | None:
     if not path.is_file():
         return None
     doc = json.loads(path.read_text())
-    return FirstStageResult(Path(doc["checkpoint"]), doc["step"], doc["scale_factor"], doc["metrics"])
+    return FirstStageResult(Path(run_dir) / doc["checkpoint"], doc["step"], doc["scale_factor"], doc["metrics"])
 
 
 def train_first_stage(

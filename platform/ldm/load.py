@@ -9,6 +9,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from platform.checkpoint import load_checkpoint
+from platform.ldm.build import build_model, load_frozen_first_stage
 from platform.ldm.ema import Ema
 from platform.ldm.pipeline import LdmPipeline
 
@@ -30,14 +31,14 @@ def load_ldm(
         conditions: captions (text) or low-res images (concat) cycled by sample index;
             None loads the first held-out ones named by the config.
     """
-    from platform.ldm.train import build_model, load_frozen_first_stage
-
     states, meta, _ = load_checkpoint(checkpoint)
     if meta.get("kind") != "ldm":
         raise ValueError(f"{checkpoint} is not an LDM checkpoint (kind={meta.get('kind')!r})")
     cfg = OmegaConf.create(meta["config"])
     device = torch.device(device)
-    reference = meta["first_stage"]
+    reference = dict(meta["first_stage"])
+    if reference["checkpoint"]:  # stored relative to the LDM checkpoint (absolute before)
+        reference["checkpoint"] = str((Path(checkpoint) / reference["checkpoint"]).resolve())
     first_stage = load_frozen_first_stage(reference["checkpoint"], cfg, device)
     if abs(float(first_stage.scale_factor) - reference["scale_factor"]) > 1e-6 * max(1.0, reference["scale_factor"]):
         raise ValueError(
@@ -52,7 +53,7 @@ def load_ldm(
         ema.copy_to(model)
     model.eval().requires_grad_(False)
     if conditions is None and cfg.ldm.conditioning in ("text", "concat"):
-        from platform.ldm.evaluate import held_out_conditions
+        from platform.ldm.held_out import held_out_conditions
 
         conditions = held_out_conditions(cfg, 256)
     pipeline = LdmPipeline(model, first_stage, cond_input, reference["scale_factor"], cfg.ldm.diffusion,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from platform import distributed as dist_
-from platform.checkpoint import META_FILE, latest_checkpoint, load_checkpoint, save_checkpoint
+from platform.checkpoint import META_FILE, checkpoint_path, latest_checkpoint, load_checkpoint, save_checkpoint
 from platform.config.schema import Conditioning
+from platform.ldm.build import build_model, load_frozen_first_stage
 from platform.ldm.conditioning import CondInput
 from platform.ldm.diffusion import diffusion_loss, make_scheduler
 from platform.ldm.ema import Ema
@@ -51,26 +53,6 @@ class LdmResult:
     first_stage_checkpoint: Path | None
 
 
-def load_frozen_first_stage(checkpoint: Path | str | None, cfg: DictConfig, device: torch.device) -> nn.Module:
-    """The first stage as the LDM uses it: loaded from its checkpoint, eval mode, no grads."""
-    from platform.first_stage.load import load_first_stage
-
-    first_stage = load_first_stage(Path(checkpoint) if checkpoint else None, cfg)
-    return first_stage.to(device).eval().requires_grad_(False)
-
-
-def build_model(cfg: DictConfig, first_stage: nn.Module, device: torch.device) -> tuple[LdmModel, CondInput]:
-    """``LdmModel`` and the frozen conditioning half, sized from ``cfg`` and the first stage."""
-    latent_size = cfg.data.resolution // first_stage.f
-    cond_input = CondInput(cfg.ldm, latent_size=latent_size, device=device)
-    model = LdmModel(cfg.ldm, latent_channels=first_stage.latent_channels, latent_size=latent_size,
-                     num_classes=cfg.data.num_classes, text_width=cond_input.text_width)
-    null_text = cond_input.null_caption_features()
-    if null_text is not None:
-        model.conditioner.set_null_text(null_text)
-    return model.to(device), cond_input
-
-
 def _epoch_batches(cfg: DictConfig, cache_dir: Path | None) -> Callable[[int, int], Iterable[dict[str, Any]]]:
     """``(epoch, skip) -> this rank's batches of that epoch``, from the latent cache or the shards."""
     tc = cfg.ldm.train
@@ -89,12 +71,14 @@ def _epoch_batches(cfg: DictConfig, cache_dir: Path | None) -> Callable[[int, in
 
 
 def _meta(cfg: DictConfig, model: LdmModel, first_stage: nn.Module, fs_checkpoint: Path | None,
-          positions: list[dict[str, int]], loss: float, img_per_s: float) -> dict[str, Any]:
+          positions: list[dict[str, int]], loss: float, img_per_s: float, saved_at: Path) -> dict[str, Any]:
+    # The first stage relative to this checkpoint: a moved or remounted work dir still loads.
+    relative = os.path.relpath(Path(fs_checkpoint).resolve(), saved_at.resolve()) if fs_checkpoint else None
     return {
         "kind": "ldm",
         "config": OmegaConf.to_container(cfg, resolve=True),
         # The first-stage reference: where to load it and the latent scale it was trained with.
-        "first_stage": {"checkpoint": str(fs_checkpoint) if fs_checkpoint else None,
+        "first_stage": {"checkpoint": relative,
                         "scale_factor": float(first_stage.scale_factor), "f": int(first_stage.f),
                         "latent_channels": int(first_stage.latent_channels)},
         "latent_size": model.latent_size,
@@ -172,6 +156,7 @@ def train_ldm_worker(
         ema.load_state_dict(states["ema"])
         opt.load_state_dict(states["opt"])
         saved_positions, loss_value = meta["data_position"], meta.get("loss", loss_value)
+        img_per_s = meta.get("train_img_per_s", img_per_s)  # a finished run resumed: keep its speed
         if dist_.is_main():
             print(f"[ldm] resuming {run_dir.name} from step {step} ({found.name})", flush=True)
     net = wrap_ddp(model, device)
@@ -189,10 +174,11 @@ def train_ldm_worker(
         positions = gather_positions(position, device)  # collective: every rank calls
         if not dist_.is_main():
             return None
-        return save_checkpoint(run_dir / CHECKPOINT_DIR, step,
+        root = run_dir / CHECKPOINT_DIR
+        return save_checkpoint(root, step,
                                {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict()},
                                _meta(cfg, model, first_stage, first_stage_checkpoint, positions, loss_value,
-                                     img_per_s))
+                                     img_per_s, checkpoint_path(root, step)))
 
     # Train: L_LDM (paper Eq. 2) on z = scale_factor · E(x), y dropped with P = cfg_dropout.
     parts = StepParts(net=net, model=model, ema=ema, opt=opt, scheduler=scheduler, first_stage=first_stage,
@@ -250,7 +236,7 @@ def _grid_conditions(cfg: DictConfig) -> Any:
     mode = Conditioning(cfg.ldm.conditioning)
     if mode not in (Conditioning.text, Conditioning.concat):
         return None
-    from platform.ldm.evaluate import held_out_conditions
+    from platform.ldm.held_out import held_out_conditions
 
     return held_out_conditions(cfg, GRID_SAMPLES)
 

@@ -9,7 +9,6 @@ so trials sharing a first stage wait on the same task.
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,12 +19,15 @@ import ray
 import yaml
 from omegaconf import OmegaConf
 
-from platform.cluster import REPO_ROOT, check_cluster_store, check_workers, joined_address, ray_init
+from evaluation.identity import identity_tag
+from platform.cluster import check_cluster_store, check_workers, joined_address, ray_init
 from platform.config.schema import Stage
-from platform.orchestration.keys import dataset_ids, digest, stage_keys
+from platform.orchestration.keys import TrialKeys, digest, trial_keys
 from platform.orchestration.plan import TrialPlan
 from platform.orchestration.progress import RemoteProgressBoard
+from platform.orchestration.provenance import git_commit
 from platform.orchestration.records import read_record, stage_dir
+from platform.orchestration.reuse import decide
 from platform.orchestration.render import ProgressPrinter, format_summary
 from platform.orchestration.stage_task import StageSpec, describe_failure, remote_execute_stage
 from platform.orchestration.writer import start_writer
@@ -45,28 +47,39 @@ class Trial:
     cfg: dict[str, Any]  # resolved, absolute paths
     keys: dict[str, Optional[str]] = field(default_factory=dict)
     dataset_ids: dict[str, str] = field(default_factory=dict)
+    identity: Optional[TrialKeys] = None
     run_id: str = ""
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     error: Optional[str] = None
     failed_stage: Optional[str] = None
 
 
-def _dataset_ids(cfg: dict[str, Any]) -> dict[str, str]:
+def _trial_keys(trial: Trial) -> TrialKeys:
+    from evaluation.assets import AssetUnavailable
     from platform.data.manifest import DataError
 
     try:
-        return dataset_ids(cfg["data"])
+        return trial_keys(trial.cfg, trial.plan.stages)
     except DataError as error:
         raise SweepSetupError(f"{error} (for Fashion-MNIST: `make data`)") from None
+    except AssetUnavailable as error:
+        raise SweepSetupError(f"evaluation needs the Inception weights: {error}") from None
 
 
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True, text=True)
-        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else "unknown"
-    except OSError:
-        return "unknown"
+def refuse_collapsed_trials(trials: Sequence[Trial]) -> None:
+    """Two trials whose stages all share keys would produce the same numbers: the axis that
+    separates them only changes operational settings. Refuse before anything starts."""
+    seen: dict[tuple, Trial] = {}
+    for trial in trials:
+        signature = tuple(trial.keys[stage] for stage in trial.plan.stages)
+        other = seen.setdefault(signature, trial)
+        if other is not trial:
+            a, b = set(other.plan.overrides), set(trial.plan.overrides)
+            differ = " vs ".join(" ".join(sorted(side)) or "(defaults)" for side in (a - b, b - a))
+            raise SweepSetupError(
+                f"trials {other.plan.index} and {trial.plan.index} differ only in settings that do not change "
+                f"any result ({differ}): they would be the same run. Drop that sweep axis, or sweep a field "
+                f"that platform/config/semantics.py classifies as semantic.")
 
 
 def _devices(stage: str, cfg: dict[str, Any]) -> float:
@@ -97,17 +110,18 @@ class SweepRunner:
         self.uri = resolve_tracking_uri(first.tracking.uri, self.work_dir)
         self.cluster = first.cluster
         self.sweep_id = digest([self.experiment, [list(p.overrides) for p in plans]])
-        self.commit = _git_commit()
+        self.commit = git_commit()
 
     # -- before Ray ---------------------------------------------------------------
     def prepare(self) -> None:
         try:
-            check_cluster_store(joined_address(self.cluster.address), self.trials[0].cfg["tracking"]["uri"])
+            check_cluster_store(joined_address(self.cluster.address), self.uri)
         except ValueError as error:
             raise SweepSetupError(str(error)) from None
         for trial in self.trials:
-            trial.dataset_ids = _dataset_ids(trial.cfg)
-            trial.keys = stage_keys(trial.cfg, trial.dataset_ids)
+            trial.identity = _trial_keys(trial)
+            trial.keys, trial.dataset_ids = trial.identity.keys, trial.identity.dataset_ids
+        refuse_collapsed_trials(self.trials)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         try:  # creates the SQLite store and experiment once, here, before any worker
             self.experiment_id = TrackingStore(self.uri).ensure_experiment(
@@ -149,14 +163,22 @@ class SweepRunner:
             for stage in trial.plan.stages:
                 key = trial.keys[stage]
                 owners.setdefault(key, (stage, trial))
+        chains = [[(stage, t.keys[stage]) for stage in t.plan.stages] for t in self.trials]
+        self.decisions = decide(self.work_dir, chains, trial0.cfg["sweep"]["rerun"])
         self.stage_runs: dict[str, str] = {}
         for key, (stage, trial) in owners.items():
-            record = read_record(stage_dir(self.work_dir, stage, key))
-            if record is not None:  # finished earlier (maybe by another sweep): link it
-                self.stage_runs[key] = record["run_id"]
+            decision = self.decisions[key]
+            if not decision.run:  # finished and verified (maybe by another sweep): link it
+                self.stage_runs[key] = decision.record["run_id"]
                 continue
-            self.stage_runs[key] = self._open(f"{stage}-{key[:8]}", {"kind": "stage", "stage_key": key},
-                                              trial.run_id, stage=stage, config_hash=key)
+            identity = {"kind": "stage", "stage_key": key, "attempt": str(decision.attempt)}
+            self.stage_runs[key] = self._open(f"{stage}-{key[:8]}", identity, trial.run_id,
+                                              stage=stage, config_hash=key)
+            self._call("log_params", self.stage_runs[key],
+                       flatten_config(trial.identity.payloads[stage]["config"]))
+            if decision.replaced_run:
+                self._call("set_tags", decision.replaced_run, {"stale": "true", "replaced_by": self.stage_runs[key],
+                                                                "stale_reason": decision.reason[:500]})
         for trial in self.trials:
             links = {f"{stage}_run_id": self.stage_runs[trial.keys[stage]] for stage in trial.plan.stages}
             links.update({f"{stage}_key": trial.keys[stage] for stage in trial.plan.stages})
@@ -174,8 +196,10 @@ class SweepRunner:
                 key = trial.keys[stage]
                 if key not in refs:
                     owner_cfg = owners[key][1].cfg
+                    owner = owners[key][1].identity
                     spec = StageSpec(stage, key, owner_cfg, str(stage_dir(self.work_dir, stage, key)),
-                                     self.stage_runs[key], _devices(stage, owner_cfg))
+                                     self.stage_runs[key], _devices(stage, owner_cfg), commit=self.commit,
+                                     payload=owner.payloads[stage], fingerprint=owner.fingerprints[stage])
                     refs[key] = remote_execute_stage.options(
                         name=f"{stage}:{key[:8]}", **_resources(stage, owner_cfg)
                     ).remote(spec, self.writer, self.board, *upstream)
@@ -201,17 +225,33 @@ class SweepRunner:
 
     def _log_trial_metrics(self, trial: Trial) -> None:
         """Copy stage results onto the trial run, where the dashboard compares trials:
-        evaluation curves at their LDM steps (Fig. 6), then the final values."""
-        summary: dict[str, float] = {}
-        curve_keys: set[str] = set()
-        for record in trial.records.values():
+        evaluation curves at their LDM steps (Fig. 6), then the final values. A result is
+        copied once: the tag ``copied.<stage>`` names the stage run it came from, so a rerun
+        that reuses it logs nothing (MLflow would append a duplicate point)."""
+        copied = self._call("run_tags", trial.run_id) or {}
+        step = trial.records.get("ldm", {}).get("step", 0)
+        tags: dict[str, str] = {}
+        for stage, record in trial.records.items():
+            origin = f"{record['run_id']}@{record.get('finished_at', '')}"
+            provenance = record.get("provenance", {})
+            tags[f"{stage}_commit"] = provenance.get("commit", "unknown")
+            if record.get("detector"):  # evaluation: which detector, and the shared identity tags
+                evaluated = {"eval.detector_sha256": record["detector"]["sha256"],
+                             "eval.weights_source": record["detector"]["source"],
+                             **{identity_tag(i): str(s) for i, s in record.get("identities", {}).items()}}
+                self._call("set_tags", record["run_id"], evaluated)
+                tags.update(evaluated)
+            if copied.get(f"copied.{stage}") == origin:
+                continue
+            curve_keys: set[str] = set()
             for point in record.get("curve", []):
                 self._call("log_metrics", trial.run_id, point["metrics"], point["step"])
                 curve_keys.update(point["metrics"])
-            summary.update(record.get("summary", {}))
-        final = {k: v for k, v in summary.items() if k not in curve_keys}
-        if final:
-            self._call("log_metrics", trial.run_id, final, trial.records.get("ldm", {}).get("step", 0))
+            final = {k: v for k, v in record.get("summary", {}).items() if k not in curve_keys}
+            if final:
+                self._call("log_metrics", trial.run_id, final, step)
+            tags[f"copied.{stage}"] = origin
+        self._call("set_tags", trial.run_id, tags)
 
     def finish(self) -> int:
         for trial in self.trials:

@@ -53,19 +53,24 @@ def evaluation(cfg: DictConfig, directory: Path, reporter: Reporter, upstream: l
     the first entry of ``eval.sampling_steps`` is the headline, also logged as
     ``eval/<metric>`` with ``eval/n``. Unavailable metrics are returned with the reason.
     """
-    from platform.checkpoint import list_checkpoints
+    from evaluation.assets import resolve_inception
+    from platform.checkpoint import list_checkpoints, verify_checkpoint
     from platform.ldm.evaluate import evaluate_ldm
 
     checkpoints = list_checkpoints(Path(upstream[0]["checkpoint"]).parent)
     if cfg.eval.checkpoints == "last":
         checkpoints = checkpoints[-1:]
     cache_dir = Path(cfg.paths.work_dir) / "cache"
-    curve, unavailable = [], {}
+    asset = resolve_inception(cfg.eval.inception_weights)  # the weights the workers resolve too
+    detector = {"sha256": asset.sha256, "source": asset.source}
+    curve, unavailable, identities = [], {}, {}
     for index, checkpoint in enumerate(checkpoints):
         reporter.progress(index, len(checkpoints))
         metrics: dict[str, float] = {}
+        checkpoint_id = verify_checkpoint(checkpoint)
         for rank, result in enumerate(evaluate_ldm(checkpoint, cfg, cache_dir=cache_dir)):
             setting = f"{result.settings.sampler}{result.settings.steps}"
+            identities[_identity(cfg, checkpoint_id, detector["sha256"], result)] = checkpoint_step(checkpoint)
             values = {name: m.value for name, m in result.report.metrics.items() if m.value is not None}
             unavailable.update({f"eval/{name}": m.unavailable for name, m in result.report.metrics.items()
                                 if m.value is None})
@@ -79,7 +84,23 @@ def evaluation(cfg: DictConfig, directory: Path, reporter: Reporter, upstream: l
         reporter.metrics(metrics, step)
         curve.append({"step": step, "metrics": metrics})
     reporter.progress(len(checkpoints), len(checkpoints))
-    return {"step": curve[-1]["step"], "curve": curve, "summary": curve[-1]["metrics"], "unavailable": unavailable}
+    return {"step": curve[-1]["step"], "curve": curve, "summary": curve[-1]["metrics"], "unavailable": unavailable,
+            "detector": detector, "identities": identities}
+
+
+def _identity(cfg: DictConfig, checkpoint_id: str, detector_sha256: str, result: Any) -> str:
+    """The shared evaluation identity (``evaluation.identity``) of one checkpoint and setting.
+    The reference id is the reference shards' content id; N_ref is what the workers use."""
+    from evaluation.identity import eval_settings, evaluation_identity
+    from platform.data.manifest import load_manifest
+
+    reference = load_manifest(cfg.data.train_shards if cfg.eval.reference_split == "train"
+                              else cfg.data.eval_shards)
+    needs_reference = any(m in cfg.eval.metrics for m in ("fid", "kid", "pr"))
+    return evaluation_identity(
+        checkpoint_id=checkpoint_id, eval_settings=eval_settings(cfg, result.settings.steps),
+        detector_sha256=detector_sha256, reference_id=reference.dataset_id, num_samples=result.num_samples,
+        num_ref=min(result.num_samples, reference.num_samples) if needs_reference else 0, seeds=[cfg.eval.seed])
 
 
 def checkpoint_step(checkpoint: Path) -> int:

@@ -20,7 +20,7 @@ from typing import Any, Iterator, Optional, TextIO
 import ray
 from omegaconf import OmegaConf
 
-from platform.orchestration.records import read_record, stage_lock, write_record
+from platform.orchestration.records import build_record, read_record, stage_lock, write_record
 from platform.orchestration.stage_functions import STAGE_FUNCTIONS
 from platform.orchestration.writer import ActorSink
 from platform.tracking import MlflowReporter
@@ -38,6 +38,9 @@ class StageSpec:
     directory: str  # absolute
     run_id: str  # its MLflow run
     devices: float  # CPU workers or GPUs it occupies, for device-hours
+    commit: str = "unknown"  # the driver's checkout (workers run from a copy without .git)
+    payload: Optional[dict[str, Any]] = None  # what the key hashes (keys.stage_payloads)
+    fingerprint: Optional[dict[str, Any]] = None  # the code fingerprint in the payload
 
 
 @dataclass
@@ -94,18 +97,11 @@ def execute_stage(spec: StageSpec, writer: Any, board: Any, *upstream: dict[str,
             sink.flush()
             board.update.remote(progress_key, state="failed", message=f"{type(error).__name__}: {error}")
             raise
-        wall = time.time() - started
-        record = {
-            "stage": spec.stage,
-            "key": spec.key,
-            "run_id": spec.run_id,
-            "directory": str(directory),
-            "wall_s": wall,
-            "device_hours": wall * spec.devices / 3600.0,
-            "finished_at": time.time(),
-            **result,
-        }
+        record = build_record(directory, stage=spec.stage, key=spec.key, run_id=spec.run_id, result=result,
+                              started=started, devices=spec.devices, upstream=list(upstream), commit=spec.commit,
+                              payload=spec.payload, fingerprint=spec.fingerprint)
         write_record(directory, record)
+        record = read_record(directory)  # as every later reader sees it (paths resolved)
         sink.end_run(spec.run_id, "FINISHED")
         sink.flush()
         board.update.remote(progress_key, state="done")

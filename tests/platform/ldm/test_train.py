@@ -46,7 +46,8 @@ def test_smoke_run_lowers_loss_and_reloads(tiny_shards, first_stage_f8, tmp_path
 
     # The checkpoint is self-describing: EMA outputs of two independent reloads agree exactly.
     _, meta, _ = load_checkpoint(result.checkpoint)
-    assert meta["first_stage"]["checkpoint"] == str(first_stage_f8)
+    stored = meta["first_stage"]["checkpoint"]  # relative: the work dir can move
+    assert not stored.startswith("/") and (result.checkpoint / stored).resolve() == first_stage_f8.resolve()
     assert meta["config"]["ldm"]["conditioning"] == conditioning
     a, _ = load_ldm(result.checkpoint)
     b, _ = load_ldm(result.checkpoint)
