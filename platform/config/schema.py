@@ -44,6 +44,28 @@ class Prediction(str, Enum):
     v_prediction = "v_prediction"
 
 
+class ReferenceSplit(str, Enum):
+    """Which shards the generated samples are compared with (``data.train_shards`` or ``eval_shards``)."""
+
+    train = "train"
+    eval = "eval"
+
+
+class BetaSchedule(str, Enum):
+    """diffusers' beta schedules; LDM's "linear" is ``scaled_linear`` (linear in sqrt(beta))."""
+
+    linear = "linear"
+    scaled_linear = "scaled_linear"
+    squaredcos_cap_v2 = "squaredcos_cap_v2"
+
+
+class Precision(str, Enum):
+    """Autocast dtype on GPU (CPU always runs fp32)."""
+
+    bf16 = "bf16"
+    fp32 = "fp32"
+
+
 class Sampler(str, Enum):
     ddim = "ddim"
     ddpm = "ddpm"
@@ -186,7 +208,7 @@ class LdmConfig:
 class EvalConfig:
     metrics: List[str] = field(default_factory=lambda: ["fid", "kid", "pr", "is"])
     num_samples: int = MISSING  # N of generated samples (and of reference images)
-    reference_split: str = "train"
+    reference_split: str = ReferenceSplit.train.value
     sampler: str = Sampler.ddim.value
     sampling_steps: List[int] = field(default_factory=lambda: [100])  # first = headline
     checkpoints: str = "all"  # EvalCheckpoints: every kept LDM checkpoint (Fig. 6 curve) or "last"

@@ -139,15 +139,22 @@ def _is_schema(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
-def schema_fields(schema: type = Config, prefix: str = "") -> Iterator[str]:
-    """Dotted names of every leaf of a schema dataclass (dicts and lists are leaves)."""
+def schema_field_types(schema: type = Config, prefix: str = "") -> dict[str, Any]:
+    """Dotted name -> type of every leaf of a schema dataclass (dicts and lists are leaves)."""
     hints = typing.get_type_hints(schema)
+    found: dict[str, Any] = {}
     for item in dataclasses.fields(schema):
         name = f"{prefix}{item.name}"
         if _is_schema(hints[item.name]):
-            yield from schema_fields(hints[item.name], f"{name}.")
+            found.update(schema_field_types(hints[item.name], f"{name}."))
         else:
-            yield name
+            found[name] = hints[item.name]
+    return found
+
+
+def schema_fields(schema: type = Config) -> Iterator[str]:
+    """Dotted names of every leaf of a schema dataclass (dicts and lists are leaves)."""
+    yield from schema_field_types(schema)
 
 
 def config_leaves(cfg: Mapping[str, Any], prefix: str = "") -> Iterator[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from enum import Enum
 from typing import Any, Iterable, Optional
 
@@ -16,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from platform.config import schema
+from platform.config.ranges import POSITIVE_INT_LISTS, RANGES, SIZE_LISTS
 
 ALLOWED_F = (1, 2, 4, 8, 16, 32)
 
@@ -29,25 +31,13 @@ _MODES: dict[str, type[Enum]] = {
     "ldm.diffusion.prediction": schema.Prediction,
     "eval.sampler": schema.Sampler,
     "eval.checkpoints": schema.EvalCheckpoints,
+    "eval.reference_split": schema.ReferenceSplit,
+    "ldm.diffusion.beta_schedule": schema.BetaSchedule,
+    "first_stage.train.precision": schema.Precision,
+    "ldm.train.precision": schema.Precision,
 }
-_POSITIVE_INTS = (
-    "first_stage.train.steps",
-    "first_stage.train.batch_size",
-    "first_stage.train.grad_accum",
-    "first_stage.train.ckpt_every",
-    "first_stage.train.num_workers",
-    "ldm.train.steps",
-    "ldm.train.batch_size",
-    "ldm.train.grad_accum",
-    "ldm.train.ckpt_every",
-    "ldm.train.num_workers",
-    "ldm.diffusion.num_steps",
-    "eval.num_samples",
-    "eval.batch_size",
-    "eval.num_workers",
-    "data.resolution",
-)
 _KNOWN_METRICS = ("fid", "kid", "pr", "is")
+_KEY_PREFIX = re.compile(r"[0-9a-f]{4,16}")
 
 
 class ConfigError(ValueError):
@@ -72,10 +62,20 @@ def validate_config(cfg: DictConfig) -> None:
         allowed = [member.value for member in enum]
         if value not in allowed:
             raise ConfigError(f"{key}={value!r} is not one of: {_allowed(allowed)}")
-    for key in _POSITIVE_INTS:
+    _check_known_keys(cfg)
+    for key, allowed_range in RANGES.items():
         value = _get(cfg, key)
-        if not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"{key}={value!r} must be a positive integer")
+        if not allowed_range.accepts(value):
+            raise ConfigError(f"{key}={value!r} must be {allowed_range.describe()}")
+    for key in POSITIVE_INT_LISTS + SIZE_LISTS:
+        values = list(_get(cfg, key))
+        if any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in values) or (
+                not values and key in POSITIVE_INT_LISTS):
+            raise ConfigError(f"{key}={values} must be a {'non-empty ' if key in POSITIVE_INT_LISTS else ''}"
+                              "list of positive integers")
+    if cfg.ldm.diffusion.beta_end <= cfg.ldm.diffusion.beta_start:
+        raise ConfigError(f"ldm.diffusion.beta_end={cfg.ldm.diffusion.beta_end} must exceed "
+                          f"ldm.diffusion.beta_start={cfg.ldm.diffusion.beta_start}")
 
     fs = cfg.first_stage
     if fs.f not in ALLOWED_F:
@@ -100,13 +100,12 @@ def validate_config(cfg: DictConfig) -> None:
     unknown = [m for m in cfg.eval.metrics if m not in _KNOWN_METRICS]
     if unknown:
         raise ConfigError(f"eval.metrics has {unknown}; allowed: {_allowed(_KNOWN_METRICS)}")
-    bad_steps = [s for s in cfg.eval.sampling_steps if not isinstance(s, int) or s <= 0]
-    if bad_steps or not cfg.eval.sampling_steps:
-        raise ConfigError(f"eval.sampling_steps={list(cfg.eval.sampling_steps)} must be positive integers")
     stages = [s.value for s in schema.Stage]
-    bad_stages = [s for s in cfg.sweep.stages if s not in stages]
-    if bad_stages:
-        raise ConfigError(f"sweep.stages has {bad_stages}; allowed: {_allowed(stages)}")
+    _check_stages(list(cfg.sweep.stages), stages)
+    bad_rerun = [r for r in cfg.sweep.rerun if r not in stages and not _KEY_PREFIX.fullmatch(str(r))]
+    if bad_rerun:
+        raise ConfigError(f"sweep.rerun has {bad_rerun}: each entry is a stage ({_allowed(stages)}) "
+                          "or a stage key prefix (4 to 16 hex digits)")
     if cfg.stage is not None and cfg.stage not in stages:
         raise ConfigError(f"stage={cfg.stage!r} is not one of: {_allowed(stages)}")
     _check_cluster(cfg)
@@ -115,6 +114,34 @@ def validate_config(cfg: DictConfig) -> None:
         OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as error:
         raise ConfigError(str(error).splitlines()[0]) from error
+
+
+def _check_known_keys(cfg: DictConfig) -> None:
+    """Refuse keys the schema does not have (``+ldm.train.warmup_steps=1000`` would be
+    ignored by the code, yet look like a setting that was used)."""
+    from platform.config.semantics import FIELDS, config_leaves
+
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True)  # an interpolated section is a mapping then
+    except OmegaConfBaseException:
+        return  # the final resolution check names the broken interpolation
+    unknown = sorted(set(config_leaves(plain)) - set(FIELDS))
+    if unknown:
+        raise ConfigError(f"{', '.join(unknown)}: not a setting of this platform (added with '+'?); "
+                          "remove it, or see `python -m platform.sweep --cfg job` for the settings that exist")
+
+
+def _check_stages(chosen: list[str], stages: list[str]) -> None:
+    """``sweep.stages``: known names, pipeline order, no repeats, and each stage's input present."""
+    bad = [s for s in chosen if s not in stages]
+    if bad:
+        raise ConfigError(f"sweep.stages has {bad}; allowed: {_allowed(stages)}")
+    if not chosen or chosen != sorted(set(chosen), key=stages.index):
+        raise ConfigError(f"sweep.stages={chosen} must list stages once each, in pipeline order: {_allowed(stages)}")
+    for stage, needs in zip(stages[1:], stages[:-1]):
+        if stage in chosen and needs not in chosen:
+            raise ConfigError(f"sweep.stages={chosen}: {stage} needs {needs} (cached results are reused, "
+                              f"so listing it costs nothing when it is done)")
 
 
 def is_local_store(tracking_uri: Optional[str]) -> bool:

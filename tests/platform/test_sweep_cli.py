@@ -19,7 +19,7 @@ def test_dry_run_lists_six_trials_with_latent_shapes():
     "override, expected",
     [
         ("first_stage.f=3", "first_stage.f=3 must be a power of two up to 32"),
-        ("ldm.train.steps=0", "ldm.train.steps=0 must be a positive integer"),
+        ("ldm.train.log_every=0", "ldm.train.log_every=0 must be an integer >= 1"),
     ],
 )
 def test_bad_config_fails_before_any_work(override, expected):
@@ -41,3 +41,14 @@ def test_help_and_cfg_job_behave_as_in_hydra():
     assert "experiment: downsample_factor, kl_vs_vq, sampler_steps" in out.stdout
     out = run_module("platform.sweep", "first_stage=kl_f8", "--cfg", "job")
     assert out.returncode == 0 and "name: kl_f8" in out.stdout
+
+
+def test_hydra_interpolations_resolve_in_trials_and_batches_are_refused():
+    out = run_module("platform.sweep", "scale=smoke", "experiment.description=${hydra:job.num} ${hydra:runtime.cwd}",
+                     "seed=1,2", "sweep.dry_run=true")
+    assert out.returncode == 0, out.stderr
+    assert "2 trials" in out.stdout
+    out = run_module("platform.sweep", "scale=smoke", "seed=1,2,3", "hydra.sweeper.max_batch_size=2")
+    assert out.returncode == 2
+    assert "hydra.sweeper.max_batch_size=2 would split this sweep" in out.stderr
+    assert "Ray" not in out.stdout + out.stderr

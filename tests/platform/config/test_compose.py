@@ -70,10 +70,10 @@ def test_unknown_scale_lists_the_available_ones():
         ("first_stage.f=3", "first_stage.f", "1, 2, 4, 8, 16, 32"),
         ("first_stage.f=64", "first_stage.f", "1, 2, 4, 8, 16, 32"),
         ("first_stage.regularizer=gauss", "first_stage.regularizer", "kl, vq, none"),
-        ("ldm.train.steps=0", "ldm.train.steps", "positive"),
-        ("first_stage.train.steps=-1", "first_stage.train.steps", "positive"),
+        ("ldm.train.steps=0", "ldm.train.steps", ">= 1"),
+        ("first_stage.train.steps=-1", "first_stage.train.steps", ">= 1"),
         ("ldm.conditioning=klass", "ldm.conditioning", "none, class, text, concat"),
-        ("eval.num_samples=0", "eval.num_samples", "positive"),
+        ("eval.num_samples=0", "eval.num_samples", ">= 1"),
         ("eval.metrics=[fid,bogus]", "eval.metrics", "fid, kid, pr, is"),
     ],
 )

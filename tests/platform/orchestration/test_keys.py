@@ -90,7 +90,7 @@ for _stage in ("first_stage", "ldm"):
                      f"{_stage}.train.grad_accum": "2", f"{_stage}.train.lr": "0.01",
                      f"{_stage}.train.scale_lr": "true", f"{_stage}.train.ckpt_every": "3",
                      f"{_stage}.train.log_every": "1", f"{_stage}.train.num_workers": "2",
-                     f"{_stage}.train.use_gpu": "true", f"{_stage}.train.precision": "fp16"})
+                     f"{_stage}.train.use_gpu": "true", f"{_stage}.train.precision": "fp32"})
 
 
 @functools.lru_cache(maxsize=1)
