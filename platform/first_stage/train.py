@@ -30,7 +30,9 @@ from platform.reporting import Reporter
 from platform.training.optim import adam, scaled_lr
 from platform.training.parallel import maybe_no_sync, unwrap, wrap_ddp
 from platform.training.precision import autocast
-from platform.training.resume import DataPosition, gather_positions, my_position, stream_batches
+from platform.training.resume import (
+    DataPosition, gather_positions, gather_rng_states, my_position, restore_my_rng, stream_batches,
+)
 from platform.training.paths import with_absolute_paths
 from platform.training.ray_train import run_training
 
@@ -182,8 +184,8 @@ def first_stage_loop(config: dict[str, Any]) -> None:
                    scale=tc.scale_lr)
     opt_ae, opt_d = adam(trainee.parameters(), lr), adam(disc.parameters(), lr)
 
-    # resume
-    step, position, ckpt = 0, DataPosition(), latest_checkpoint(run_dir / CHECKPOINTS)
+    # resume (the RNG states are restored just before training, below)
+    step, position, ckpt, saved_rng = 0, DataPosition(), latest_checkpoint(run_dir / CHECKPOINTS), None
     if ckpt is not None:
         states, meta, step = load_checkpoint(ckpt)
         model.load_state_dict(states["model"])
@@ -192,13 +194,14 @@ def first_stage_loop(config: dict[str, Any]) -> None:
         unwrap(disc).load_state_dict(states["disc"])
         opt_ae.load_state_dict(states["opt_ae"])
         opt_d.load_state_dict(states["opt_disc"])
-        position = my_position(meta["data_position"])
+        position, saved_rng = my_position(meta["data_position"]), meta.get("rng")
         print(f"[first_stage] resuming {run_dir.name} from step {step} ({ckpt.name})", flush=True)
     if is_main():  # scale_by_std uses the run's first batch, whatever step we resume at
         first_batch = next(iter(make_train_loader(cfg, 0, 0, rank=0, world_size=1, num_workers=0)))["image"]
 
     def save(at: int, pos: DataPosition) -> Path | None:
-        positions = gather_positions(pos, device)  # collective: every rank calls it
+        positions = gather_positions(pos, device)  # collectives: every rank calls them
+        rngs = gather_rng_states()
         path = None
         if is_main():
             states = {"model": model.state_dict(), "disc": unwrap(disc).state_dict(),
@@ -208,14 +211,15 @@ def first_stage_loop(config: dict[str, Any]) -> None:
             meta = {"kind": CHECKPOINT_KIND, "first_stage": OmegaConf.to_container(fs, resolve=True),
                     "resolution": cfg.data.resolution, "in_channels": cfg.data.channels,
                     "scale_factor": latent_scale_factor(model, first_batch.to(device)),
-                    "data_position": positions, "lr": lr, "config": config["cfg"]}
+                    "data_position": positions, "rng": rngs, "lr": lr, "config": config["cfg"]}
             path = save_checkpoint(run_dir / CHECKPOINTS, at, states, meta, keep_last=KEEP_LAST)
             if at == tc.steps:
                 reporter.artifact(path, "checkpoints")
         barrier()
         return path
 
-    # train
+    # train; a resumed run continues the random streams (KL posterior samples) it saved
+    restore_my_rng(saved_rng)
     stream = stream_batches(lambda e, s: make_train_loader(cfg, e, s), position)
     sums: dict[str, torch.Tensor] = {}
     counts = torch.zeros(max(fs.codebook_size, 1), device=device)

@@ -1,10 +1,13 @@
-"""Where a run stands in its data, so a resumed run continues instead of repeating it."""
+"""Where a run stands in its data and its random streams, so a resumed run continues
+exactly as if it had never stopped (bit for bit on CPU)."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -61,3 +64,45 @@ def my_position(saved: Sequence[dict[str, int]] | None) -> DataPosition:
         return DataPosition()
     entry = saved[rank()] if len(saved) == world_size() else saved[0]
     return DataPosition(**entry)
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's torch (CPU and CUDA), numpy and Python RNG states as JSON-able data."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state().tolist(),
+        "cuda": [s.tolist() for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(gauss)],
+        "python": [version, list(internal), gauss_next],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what ``rng_state`` captured (CUDA states only where the device count matches)."""
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def gather_rng_states() -> list[dict[str, Any]]:
+    """Every rank's ``rng_state()`` (rank order), for rank 0 to save; a collective call."""
+    mine = rng_state()
+    if not is_distributed():
+        return [mine]
+    every: list[Any] = [None] * world_size()
+    dist.all_gather_object(every, mine)
+    return every
+
+
+def restore_my_rng(saved: Sequence[dict[str, Any]] | None) -> bool:
+    """Restore this rank's saved RNG states; False (nothing restored) for checkpoints without
+    them or written by a different number of ranks, whose streams cannot be continued."""
+    if not saved or len(saved) != world_size():
+        return False
+    set_rng_state(saved[rank()])
+    return True
