@@ -102,7 +102,7 @@ def bench_step(args: argparse.Namespace) -> tuple[float, float]:
 
     def platform_run(n: int) -> None:
         for i in range(n):
-            train_step(parts, [batches[i % 4]])
+            train_step(parts, [batches[i % 4]], i)
 
     def bare_run(n: int) -> None:
         for i in range(n):

@@ -57,15 +57,20 @@ def diffusion_loss(
     *,
     scheduler: DDPMScheduler | DDIMScheduler,
     generator: torch.Generator | None = None,
+    t: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """L_LDM = E‖target − net(z_t, t, c)‖² with t ~ U{0..T-1} (paper Eq. 2); a scalar.
 
     The target is ε for ``epsilon`` prediction and v = √ᾱ ε − √(1-ᾱ) x0 for
-    ``v_prediction`` (Salimans & Ho 2022).
+    ``v_prediction`` (Salimans & Ho 2022). ``t`` (B,) and ``noise`` (like x0), when both
+    given, are used instead of fresh draws (the training loop draws them per global sample).
     """
     batch = x0.shape[0]
     steps = scheduler.config.num_train_timesteps
-    if generator is None:
+    if t is not None and noise is not None:
+        t, noise = t.to(x0.device), noise.to(x0.device, x0.dtype)
+    elif generator is None:
         t = torch.randint(0, steps, (batch,), device=x0.device)
         noise = torch.randn_like(x0)
     else:  # reproducible draws (tests): a CPU generator, moved to x0's device

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -34,7 +35,9 @@ from platform.training.optim import scaled_lr
 from platform.training.parallel import maybe_no_sync, wrap_ddp
 from platform.training.precision import autocast
 from platform.training.ray_train import run_training
-from platform.training.resume import DataPosition, gather_positions, my_position, stream_batches
+from platform.training.resume import (
+    DataPosition, gather_positions, gather_rng_states, my_position, restore_my_rng, stream_batches,
+)
 
 CHECKPOINT_DIR = "checkpoints"
 GRID_SAMPLES = 16
@@ -103,11 +106,34 @@ class StepParts:
     cfg_dropout: float
     precision: str
     device: torch.device
+    seed: int = 0  # with the step, determines every random draw of the step
 
 
-def train_step(p: StepParts, micro_batches: list[dict[str, Any]]) -> tuple[float, int]:
-    """One optimiser step over ``micro_batches`` (gradient accumulation); returns (last loss, images)."""
-    images = 0
+def step_draws(seed: int, step: int, count: int, shape: tuple[int, ...], num_steps: int
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The random draws of one optimiser step for its whole global batch of ``count`` samples:
+    ``(u, t, noise)`` with u ~ U[0, 1) (CFG dropout), t ~ U{0..num_steps-1}, noise ~ N(0, I)
+    of ``(count, *shape)``, on the CPU.
+
+    A function of (seed, step) only, so the maths of a step does not depend on how its
+    batch is split into ranks and micro-batches, nor on whether the run was resumed.
+    """
+    state = np.random.SeedSequence([int(seed), int(step)]).generate_state(2, dtype=np.uint32)
+    gen = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+    u = torch.rand(count, generator=gen)
+    t = torch.randint(0, num_steps, (count,), generator=gen)
+    return u, t, torch.randn((count, *shape), generator=gen)
+
+
+def train_step(p: StepParts, micro_batches: list[dict[str, Any]], step: int = 0) -> tuple[float, int]:
+    """Optimiser step number ``step`` (0-based) over ``micro_batches`` (gradient accumulation);
+    returns (last loss, images).
+
+    The global batch is ordered micro-batch-major: micro-batch k of rank r holds samples
+    ``[(k·world + r)·B, (k·world + r + 1)·B)`` of ``step_draws``.
+    """
+    images, world, rank = 0, dist_.world_size(), dist_.rank()
+    draws = None
     for k, batch in enumerate(micro_batches):
         with torch.no_grad():
             if "latent" in batch:  # latent cache: E(x) was computed once
@@ -115,12 +141,19 @@ def train_step(p: StepParts, micro_batches: list[dict[str, Any]]) -> tuple[float
             else:
                 z0 = p.first_stage.encode(batch["image"].to(p.device)).float() * p.scale
             cond_in = p.cond_input.prepare(batch)
-        drop = torch.rand(z0.shape[0], device=p.device) < p.cfg_dropout  # CFG: y -> null with P = cfg_dropout
+        size = z0.shape[0]
+        if draws is None:
+            draws = step_draws(p.seed, step, size * world * len(micro_batches), tuple(z0.shape[1:]),
+                               p.scheduler.config.num_train_timesteps)
+        mine = slice((k * world + rank) * size, (k * world + rank + 1) * size)
+        u, t, noise = (d[mine] for d in draws)
+        drop = (u < p.cfg_dropout).to(p.device)  # CFG: y -> null with P = cfg_dropout
         with maybe_no_sync(p.net, k == len(micro_batches) - 1):
             with autocast(p.device, p.precision):
-                loss = diffusion_loss(lambda x, t, c: p.net(x, t, c, drop), z0, cond_in, scheduler=p.scheduler)
+                loss = diffusion_loss(lambda x, t, c: p.net(x, t, c, drop), z0, cond_in, scheduler=p.scheduler,
+                                      t=t, noise=noise)
             (loss / len(micro_batches)).backward()
-        images += z0.shape[0]
+        images += size
     p.opt.step()
     p.opt.zero_grad(set_to_none=True)
     p.ema.update(p.model)
@@ -128,9 +161,11 @@ def train_step(p: StepParts, micro_batches: list[dict[str, Any]]) -> tuple[float
 
 
 def train_ldm_worker(
-    cfg: DictConfig, run_dir: Path | str, reporter: Reporter, *, first_stage_checkpoint: Path | None = None
+    cfg: DictConfig, run_dir: Path | str, reporter: Reporter, *, first_stage_checkpoint: Path | None = None,
+    stop_at: int | None = None,
 ) -> None:
-    """The per-worker LDM loop (single process, or one Ray Train / DDP rank)."""
+    """The per-worker LDM loop (single process, or one Ray Train / DDP rank); ``stop_at`` ends it
+    after that step without finishing (as a kill would)."""
     run_dir, tc = Path(run_dir), cfg.ldm.train
     device = dist_.device() if tc.use_gpu else torch.device("cpu")
     torch.manual_seed(cfg.seed + dist_.rank())
@@ -148,14 +183,14 @@ def train_ldm_worker(
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
 
     # Resume from the newest complete checkpoint of this run.
-    step, saved_positions, loss_value, img_per_s = 0, None, float("nan"), float("nan")
+    step, saved_positions, saved_rng, loss_value, img_per_s = 0, None, None, float("nan"), float("nan")
     found = latest_checkpoint(run_dir / CHECKPOINT_DIR)
     if found is not None:
         states, meta, step = load_checkpoint(found)
         model.load_state_dict(states["model"])
         ema.load_state_dict(states["ema"])
         opt.load_state_dict(states["opt"])
-        saved_positions, loss_value = meta["data_position"], meta.get("loss", loss_value)
+        saved_positions, saved_rng, loss_value = meta["data_position"], meta.get("rng"), meta.get("loss", loss_value)
         img_per_s = meta.get("train_img_per_s", img_per_s)  # a finished run resumed: keep its speed
         if dist_.is_main():
             print(f"[ldm] resuming {run_dir.name} from step {step} ({found.name})", flush=True)
@@ -171,27 +206,30 @@ def train_ldm_worker(
     batches = stream_batches(_epoch_batches(cfg, cache_dir), my_position(saved_positions))
 
     def save(position: DataPosition) -> Path | None:
-        positions = gather_positions(position, device)  # collective: every rank calls
+        positions = gather_positions(position, device)  # collectives: every rank calls them
+        rngs = gather_rng_states()
         if not dist_.is_main():
             return None
         root = run_dir / CHECKPOINT_DIR
         return save_checkpoint(root, step,
                                {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict()},
-                               _meta(cfg, model, first_stage, first_stage_checkpoint, positions, loss_value,
-                                     img_per_s, checkpoint_path(root, step)))
+                               {**_meta(cfg, model, first_stage, first_stage_checkpoint, positions, loss_value,
+                                        img_per_s, checkpoint_path(root, step)), "rng": rngs})
 
     # Train: L_LDM (paper Eq. 2) on z = scale_factor · E(x), y dropped with P = cfg_dropout.
     parts = StepParts(net=net, model=model, ema=ema, opt=opt, scheduler=scheduler, first_stage=first_stage,
                       cond_input=cond_input, scale=scale, cfg_dropout=cfg.ldm.cond.cfg_dropout,
-                      precision=tc.precision, device=device)
+                      precision=tc.precision, device=device, seed=cfg.seed)
     window_start, window_images = time.perf_counter(), 0
     position = my_position(saved_positions)
-    while step < tc.steps:
+    restore_my_rng(saved_rng)  # e.g. dropout inside the networks continues its stream
+    stop = min(stop_at or tc.steps, tc.steps)
+    while step < stop:
         micro_batches = []
         for _ in range(tc.grad_accum):
             batch, position = next(batches)
             micro_batches.append(batch)
-        loss, images = train_step(parts, micro_batches)
+        loss, images = train_step(parts, micro_batches, step)
         window_images += images * dist_.world_size()
         step += 1
         loss_value = loss
@@ -203,10 +241,13 @@ def train_ldm_worker(
                               "perf/train_img_per_s": img_per_s}, step)
             window_start, window_images = time.perf_counter(), 0
         reporter.progress(step, tc.steps)
-        if step % tc.ckpt_every == 0 and step < tc.steps:
-            save(position)
+        # The grid before the checkpoint: the saved RNG state is the one the next step sees.
         if cfg.ldm.sample_every and step % cfg.ldm.sample_every == 0 and step < tc.steps:
             _report_grid(cfg, model, ema, first_stage, cond_input, scale, reporter, step)
+        if step % tc.ckpt_every == 0 and step < tc.steps:
+            save(position)
+    if step < tc.steps:
+        return  # stopped on purpose (stop_at): no final checkpoint or grid, like a killed run
 
     save(position)
     _report_grid(cfg, model, ema, first_stage, cond_input, scale, reporter, step)
@@ -244,11 +285,12 @@ def _grid_conditions(cfg: DictConfig) -> Any:
 def _worker_entry(config: dict[str, Any]) -> None:
     """Ray Train's ``train_loop_per_worker``: rebuild the config and run the loop."""
     train_ldm_worker(OmegaConf.create(config["cfg"]), Path(config["run_dir"]), config["reporter"],
-                     first_stage_checkpoint=config["first_stage_checkpoint"])
+                     first_stage_checkpoint=config["first_stage_checkpoint"], stop_at=config.get("stop_at"))
 
 
 def train_ldm(
-    cfg: DictConfig, run_dir: Path | str, reporter: Reporter, *, first_stage_checkpoint: Path | None = None
+    cfg: DictConfig, run_dir: Path | str, reporter: Reporter, *, first_stage_checkpoint: Path | None = None,
+    stop_at: int | None = None, use_ray: bool | None = None,
 ) -> LdmResult:
     """Train an LDM on ``cfg.data.train_shards`` over a frozen first stage; resumes if ``run_dir`` has checkpoints.
 
@@ -260,13 +302,17 @@ def train_ldm(
         run_dir: this run's directory (relaunch with the same one to resume).
         reporter: metrics, sample grids, progress (rank 0 logs).
         first_stage_checkpoint: the trained first stage; None for the f = 1 identity.
+        stop_at: stop after this step without finishing (tests of resume); the result is
+            then the newest checkpoint so far.
+        use_ray: force or forbid Ray Train; None: Ray when ``train.num_workers > 1`` or ``train.use_gpu``.
     """
     run_dir = Path(run_dir).resolve()
     tc = cfg.ldm.train
     config = {"cfg": OmegaConf.to_container(cfg, resolve=True), "run_dir": str(run_dir), "reporter": reporter,
-              "first_stage_checkpoint": str(first_stage_checkpoint) if first_stage_checkpoint else None}
+              "first_stage_checkpoint": str(first_stage_checkpoint) if first_stage_checkpoint else None,
+              "stop_at": stop_at}
     run_training(_worker_entry, config, num_workers=tc.num_workers, use_gpu=tc.use_gpu,
-                 name=f"ldm-{run_dir.name}", storage_path=run_dir / "ray")
+                 name=f"ldm-{run_dir.name}", storage_path=run_dir / "ray", use_ray=use_ray)
     checkpoint = latest_checkpoint(run_dir / CHECKPOINT_DIR)
     if checkpoint is None:
         raise RuntimeError(f"LDM training finished without a checkpoint under {run_dir / CHECKPOINT_DIR}")

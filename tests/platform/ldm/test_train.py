@@ -44,17 +44,15 @@ def test_smoke_run_lowers_loss_and_reloads(tiny_shards, first_stage_f8, tmp_path
     assert len(losses) == 24 and sum(losses[-6:]) / 6 < sum(losses[:6]) / 6, losses
     assert (run_dir / "artifacts" / "samples" / "step_00000024.png").is_file()
 
-    # The checkpoint is self-describing: EMA outputs of two independent reloads agree exactly.
-    _, meta, _ = load_checkpoint(result.checkpoint)
+    # The checkpoint is self-describing: it alone rebuilds the pipeline, with the EMA
+    # weights it stored (tests/platform/ldm/test_equivalence.py checks them against training).
+    states, meta, _ = load_checkpoint(result.checkpoint)
     stored = meta["first_stage"]["checkpoint"]  # relative: the work dir can move
     assert not stored.startswith("/") and (result.checkpoint / stored).resolve() == first_stage_f8.resolve()
     assert meta["config"]["ldm"]["conditioning"] == conditioning
     a, _ = load_ldm(result.checkpoint)
-    b, _ = load_ldm(result.checkpoint)
-    z = torch.randn(2, a.model.latent_channels, a.model.latent_size, a.model.latent_size)
-    cond = a.cond_input.prepare(a.condition_batch([0, 1]))
-    t = torch.tensor([10, 500])
-    assert torch.equal(a.model(z, t, cond), b.model(z, t, cond))
+    params = dict(a.model.named_parameters())
+    assert all(torch.equal(params[name], value) for name, value in states["ema"]["shadow"].items())
     images = a.generate([0, 1], seed=0, steps=3)
     assert images.dtype == torch.uint8 and images.shape == (2, 3, 32, 32)
 
