@@ -95,9 +95,17 @@ class EvalWorker:
         return stats.to_dict(), timing
 
 
-def even_slices(n: int, parts: int) -> list[tuple[int, int]]:
-    """[start, stop) of ``parts`` contiguous slices of ``range(n)`` differing in size by ≤ 1."""
-    return [(n * i // parts, n * (i + 1) // parts) for i in range(parts)]
+def even_slices(n: int, parts: int, batch_size: int = 1) -> list[tuple[int, int]]:
+    """[start, stop) of ``parts`` contiguous slices of ``range(n)`` made of whole batches of
+    ``batch_size`` (counted from 0), differing in size by at most one batch.
+
+    Whole batches make the result independent of K: every image meets the detector in
+    the same batch whatever the split, and float32 convolutions can differ with batch
+    composition (different kernels), which would move FID by far more than float64 noise.
+    """
+    batches = -(-n // batch_size)
+    bounds = [min(n, batch_size * (batches * i // parts)) for i in range(parts + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 class _Pool:
@@ -106,7 +114,7 @@ class _Pool:
     def __init__(self, asset: ResolvedAsset, *, num_workers: int, use_ray: bool, device: str, batch_size: int,
                  gpus_per_worker: float, cpus_per_worker: float, detector: Optional[InceptionDetector] = None) -> None:
         self.num_workers = max(1, num_workers)
-        self.use_ray = use_ray
+        self.use_ray, self.batch_size = use_ray, batch_size
         if not use_ray:
             self.workers = [EvalWorker(asset, device, batch_size, detector=detector)]
             return
@@ -122,7 +130,7 @@ class _Pool:
 
     def run(self, source: ImageSource, n: int, *, keep_features: bool, keep_logits: bool) -> tuple[FeatureStats, SliceTiming]:
         t0 = time.perf_counter()
-        slices = even_slices(n, len(self.workers))
+        slices = even_slices(n, len(self.workers), self.batch_size)
         if self.use_ray:
             import ray
 

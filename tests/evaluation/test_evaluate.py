@@ -61,3 +61,13 @@ def test_bad_requests_name_the_problem(tiny_shards):
         evaluate(test, None, metrics="fid")
     with pytest.raises(ValueError, match="unknown metric"):
         evaluate(test, test, metrics="fid,bogus")
+
+
+@pytest.mark.parametrize("n,parts,batch", [(7, 2, 4), (10, 3, 4), (100, 3, 8), (3, 4, 4), (10, 3, 1)])
+def test_worker_slices_are_whole_batches_covering_everything_once(n, parts, batch):
+    slices = even_slices(n, parts, batch)
+    assert len(slices) == parts and slices[0][0] == 0 and slices[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(slices, slices[1:]))  # contiguous, no overlap
+    assert all(lo % batch == 0 for lo, _ in slices)  # every detector batch is the K = 1 batch
+    sizes = [-(-(hi - lo) // batch) for lo, hi in slices]
+    assert max(sizes) - min(sizes) <= 1

@@ -7,7 +7,8 @@ import torch
 from PIL import Image
 
 from evaluation.sources import FolderSource, ShardSource, TensorSource
-from evaluation.workers import evaluate
+from evaluation.stats import FeatureStats
+from evaluation.workers import _Pool, compute_metrics, evaluate
 from tests.evaluation.conftest import digit_images
 
 
@@ -18,13 +19,37 @@ def test_two_workers_match_one(ray_cluster, eval_cache, inception_asset, tmp_pat
     for i, image in enumerate(digit_images((0, 1, 2), 7)):
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(fake_dir / f"{i:03d}.png")
     fake, real = FolderSource(fake_dir), TensorSource(digit_images((3, 4, 5), 7), name="digits 3-5")
-    kwargs = dict(metrics="fid,kid,pr", use_ray=True, use_cache=False, batch_size=4, kid_subset_size=7, kid_subsets=5)
-    one = evaluate(fake, real, num_workers=1, **kwargs)
-    two = evaluate(fake, real, num_workers=2, **kwargs)
-    assert two.info["num_workers"] == 2
-    for name in ("fid", "kid", "precision", "recall"):
-        assert one.metrics[name].n == two.metrics[name].n == 7
-        assert two.metrics[name].value == pytest.approx(one.metrics[name].value, rel=1e-9, abs=1e-12), name
+
+    # The merged statistics themselves: K = 2 actors give K = 1's sums, Gram and rows.
+    pools = {k: _Pool(inception_asset, num_workers=k, use_ray=True, device="cpu", batch_size=4,
+                      gpus_per_worker=0, cpus_per_worker=1) for k in (1, 2)}
+    try:
+        stats = {k: pool.run(fake, 7, keep_features=True, keep_logits=False)[0] for k, pool in pools.items()}
+        real_stats = pools[1].run(real, 7, keep_features=True, keep_logits=False)[0]
+    finally:
+        for pool in pools.values():
+            pool.close()
+    one, two = stats[1], stats[2]
+    assert one.count == two.count == 7 and torch.equal(one.indices, two.indices)
+    for name in ("sum", "gram", "features"):
+        torch.testing.assert_close(getattr(two, name).double(), getattr(one, name).double(), rtol=1e-12, atol=1e-12)
+
+    # FID's tolerance is its own float64 noise: the same rows summed in reverse order.
+    reverse = FeatureStats(2048)
+    reverse.update(one.features.flip(0), range(6, -1, -1))
+    fid = {k: compute_metrics(s, real_stats, ["fid"], has_classifier=False)["fid"].value
+           for k, s in (("one", one), ("two", two), ("reverse", reverse))}
+    noise = abs(fid["reverse"] - fid["one"])
+    assert abs(fid["two"] - fid["one"]) <= max(4 * noise, 1e-12 * fid["one"]), (fid, noise)
+
+    # End to end through evaluate(): every metric the same for K = 1 and K = 2.
+    kwargs = dict(metrics="fid,kid,pr", use_ray=True, use_cache=False, batch_size=4, kid_subset_size=3, kid_subsets=5)
+    reports = {k: evaluate(fake, real, num_workers=k, **kwargs) for k in (1, 2)}
+    assert reports[2].info["num_workers"] == 2
+    for name in ("kid", "precision", "recall"):
+        assert reports[1].metrics[name].n == reports[2].metrics[name].n == 7
+        assert reports[2].metrics[name].value == pytest.approx(reports[1].metrics[name].value, rel=1e-12, abs=1e-12)
+    assert abs(reports[2].metrics["fid"].value - reports[1].metrics["fid"].value) <= max(4 * noise, 1e-12 * fid["one"])
 
 
 def test_shard_source_reads_inside_a_ray_worker(ray_cluster, tiny_shards):

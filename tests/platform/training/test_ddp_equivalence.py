@@ -86,6 +86,7 @@ def ldm_worker(config: dict) -> None:
 
 
 def _run_both(worker, config: dict, tmp_path: Path) -> tuple[dict, dict]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     one, two = str(tmp_path / "one.safetensors"), str(tmp_path / "two.safetensors")
     run_training(worker, {**config, "out": one}, num_workers=1, use_gpu=False, name="one",
                  storage_path=tmp_path / "ray", use_ray=False)
