@@ -149,8 +149,9 @@ class TrackingStore:
         import time
 
         stamp = timestamp_ms or int(time.time() * 1000)
-        batch = [Metric(k, float(v), stamp, int(step)) for k, v in metrics.items()
-                 if v is not None and np.isfinite(v)]
+        # NaN and ±inf are logged (MLflow keeps NaN, clamps inf to ±float max): a diverged
+        # value must show in the dashboard, not vanish. None means "not computed".
+        batch = [Metric(k, float(v), stamp, int(step)) for k, v in metrics.items() if v is not None]
         if batch:
             self.client.log_batch(run_id, metrics=batch)
 

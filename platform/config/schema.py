@@ -109,6 +109,7 @@ class TrainConfig:
     num_workers: int = 1  # Ray Train workers (DDP ranks)
     use_gpu: bool = False
     precision: str = "bf16"  # autocast dtype on GPU; CPU always runs fp32
+    check_finite_every: int = 1  # stop on a NaN/inf loss, checked every N steps (0: never)
 
 
 @dataclass

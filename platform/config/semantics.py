@@ -35,6 +35,7 @@ def _train_fields(stage: str) -> dict[str, tuple[str, ...]]:
         f"{stage}.train.scale_lr": own,
         f"{stage}.train.ckpt_every": OPERATIONAL,  # resume is exact, so cadence changes nothing
         f"{stage}.train.log_every": OPERATIONAL,
+        f"{stage}.train.check_finite_every": OPERATIONAL,  # only decides when a diverged run stops
         f"{stage}.train.num_workers": own,  # DDP ranks: global batch, lr scaling, data split
         f"{stage}.train.use_gpu": own,  # autocast on GPU, fp32 on CPU
         f"{stage}.train.precision": own,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -50,6 +51,9 @@ def build_dataset(
         seed, shuffle: write order (see ``sample_order``); recorded in the manifest.
         limit: first N samples of the source (quick tests).
         progress: a line on stderr about every 2 s, and one at the end.
+
+    The shards are written to a hidden sibling directory and swapped in when complete:
+    an interrupted or failed rebuild leaves the previous dataset at ``out_dir`` intact.
     """
     fit = fit or source.default_fit
     if fit not in FITS:
@@ -59,6 +63,39 @@ def build_dataset(
     order = sample_order(source.length, limit=limit, shuffle=shuffle, seed=seed)
     options = {"size": size, "fit": fit, "samples_per_shard": samples_per_shard,
                "seed": seed, "shuffle": shuffle, "limit": limit}
+    out = Path(out_dir)
+    staging = out.parent / f".{out.name}.building-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        manifest = _write_shards(source, order, staging, size=size, fit=fit, samples_per_shard=samples_per_shard,
+                                 options=options, progress=progress)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _swap_in(staging, out)
+    if progress:
+        print(f"[build] wrote {manifest.num_samples} samples in {len(manifest.shards)} shards to "
+              f"{out} (dataset id {manifest.dataset_id})", file=sys.stderr, flush=True)
+    return manifest
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Replace ``out`` by the complete ``staging`` directory: two renames, never a half-written dataset.
+
+    A crash between the renames leaves the previous build under ``.<name>.old-<pid>``.
+    """
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, out)
+        return
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    os.replace(out, old)
+    os.replace(staging, out)
+    shutil.rmtree(old)
+
+
+def _write_shards(source: Source, order: np.ndarray, out_dir: Path, *, size: int, fit: str, samples_per_shard: int,
+                  options: dict, progress: bool) -> Manifest:
     writer = ShardWriter(out_dir, name=source.name, split=source.split, image_size=size, mode="RGB",
                          class_names=source.class_names, samples_per_shard=samples_per_shard, options=options)
     started = last = time.monotonic()
@@ -78,8 +115,4 @@ def build_dataset(
                 print(f"[build {source.name}/{source.split}] {done}/{len(order)} samples "
                       f"({100 * done // max(len(order), 1)}%), {len(writer.shards)} shards done, {rate:.0f} img/s",
                       file=sys.stderr, flush=True)
-    manifest = writer.manifest
-    if progress:
-        print(f"[build] wrote {manifest.num_samples} samples in {len(manifest.shards)} shards to "
-              f"{Path(out_dir)} (dataset id {manifest.dataset_id})", file=sys.stderr, flush=True)
-    return manifest
+    return writer.manifest

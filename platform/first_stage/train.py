@@ -27,11 +27,13 @@ from platform.first_stage.load import CHECKPOINT_KIND
 from platform.first_stage.loss import FirstStageLoss
 from platform.first_stage.model import FirstStage, build_first_stage
 from platform.reporting import Reporter
+from platform.training.guards import check_finite
 from platform.training.optim import adam, scaled_lr
 from platform.training.parallel import maybe_no_sync, unwrap, wrap_ddp
 from platform.training.precision import autocast
 from platform.training.resume import (
-    DataPosition, gather_positions, gather_rng_states, my_position, restore_my_rng, stream_batches,
+    DataPosition, check_same_semantics, gather_positions, gather_rng_states, my_position, restore_my_rng,
+    saved_config, stream_batches,
 )
 from platform.training.paths import with_absolute_paths
 from platform.training.ray_train import run_training
@@ -188,6 +190,7 @@ def first_stage_loop(config: dict[str, Any]) -> None:
     step, position, ckpt, saved_rng = 0, DataPosition(), latest_checkpoint(run_dir / CHECKPOINTS), None
     if ckpt is not None:
         states, meta, step = load_checkpoint(ckpt)
+        check_same_semantics(meta["config"], config["cfg"], "first_stage", run_dir, allow_more_steps=True)
         model.load_state_dict(states["model"])
         if loss_fn.logvar is not None:
             loss_fn.logvar.data.copy_(states["logvar"]["logvar"])
@@ -229,6 +232,8 @@ def first_stage_loop(config: dict[str, Any]) -> None:
         logs, position, indices, n_images = _train_step(
             trainee, disc, loss_fn, (opt_ae, opt_d), stream, step, tc, device)
         step += 1
+        check_finite("first_stage", {f"train/{k}": logs[k] for k in ("loss", "d") if k in logs}, step,
+                     tc.check_finite_every)
         for k, v in logs.items():
             sums[k] = sums.get(k, 0) + v
         if indices is not None:
@@ -309,8 +314,10 @@ def train_first_stage(
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     done = read_result(run_dir)
-    if done is not None and done.step >= cfg.first_stage.train.steps:
-        return done
+    if done is not None:  # a finished result is reused only for the config it was trained under
+        check_same_semantics(saved_config(done.checkpoint), cfg, "first_stage", run_dir, allow_more_steps=True)
+        if done.step >= cfg.first_stage.train.steps:
+            return done
     tc = cfg.first_stage.train
     loop_config = {"cfg": OmegaConf.to_container(cfg, resolve=True), "run_dir": str(run_dir),
                    "reporter": reporter, "stop_at": stop_at}

@@ -8,7 +8,6 @@ scaled latents, CFG dropout, EMA) → checkpoints and sample grids through the R
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -31,12 +30,14 @@ from platform.ldm.latent_cache import build_latent_cache, iterate_latents
 from platform.ldm.model import LdmModel
 from platform.ldm.pipeline import LdmPipeline, image_grid
 from platform.reporting import Reporter
+from platform.training.guards import check_finite
 from platform.training.optim import scaled_lr
 from platform.training.parallel import maybe_no_sync, wrap_ddp
 from platform.training.precision import autocast
 from platform.training.ray_train import run_training
 from platform.training.resume import (
-    DataPosition, gather_positions, gather_rng_states, my_position, restore_my_rng, stream_batches,
+    DataPosition, check_same_semantics, gather_positions, gather_rng_states, my_position, restore_my_rng,
+    stream_batches,
 )
 
 CHECKPOINT_DIR = "checkpoints"
@@ -187,6 +188,7 @@ def train_ldm_worker(
     found = latest_checkpoint(run_dir / CHECKPOINT_DIR)
     if found is not None:
         states, meta, step = load_checkpoint(found)
+        check_same_semantics(meta["config"], cfg, "ldm", run_dir, allow_more_steps=True)
         model.load_state_dict(states["model"])
         ema.load_state_dict(states["ema"])
         opt.load_state_dict(states["opt"])
@@ -233,8 +235,7 @@ def train_ldm_worker(
         window_images += images * dist_.world_size()
         step += 1
         loss_value = loss
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"LDM loss is {loss_value} at step {step}")
+        check_finite("ldm", {"train/loss": loss_value}, step, tc.check_finite_every)
         if step % tc.log_every == 0 or step == tc.steps:
             img_per_s = window_images / max(time.perf_counter() - window_start, 1e-9)
             reporter.metrics({"train/loss": loss_value, "train/lr": lr, "train/ema_decay": ema.current_decay(),

@@ -3,8 +3,10 @@ exactly as if it had never stopped (bit for bit on CPU)."""
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -12,6 +14,10 @@ import torch
 import torch.distributed as dist
 
 from platform.distributed import is_distributed, rank, world_size
+
+
+class ResumeConfigError(ValueError):
+    """A run directory holds work done under a different semantic config than the one given."""
 
 
 @dataclass(frozen=True)
@@ -106,3 +112,52 @@ def restore_my_rng(saved: Sequence[dict[str, Any]] | None) -> bool:
         return False
     set_rng_state(saved[rank()])
     return True
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new)):
+            if key in old:  # a field the saved config predates cannot be compared
+                out += _differences(old[key], new.get(key), f"{prefix}{key}.")
+        return out
+    return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
+
+
+def check_same_semantics(saved_cfg: Any, cfg: Any, stage: str, where: Path | str, *,
+                         allow_more_steps: bool) -> None:
+    """Refuse to continue (or reuse) work whose semantic config differs from ``cfg``.
+
+    Args:
+        saved_cfg: the resolved config stored with the checkpoint or result.
+        cfg: the config of this launch.
+        stage: whose semantic fields count (``platform.config.semantics``).
+        where: the run directory, named in the error.
+        allow_more_steps: resuming may raise ``<stage>.train.steps`` (never lower it): no
+            schedule depends on the total, so this equals an uninterrupted longer run.
+    Raises:
+        ResumeConfigError: naming each changed field, old -> new, and what to do.
+    """
+    from platform.config.semantics import semantic_config
+
+    changed = _differences(semantic_config(saved_cfg, stage), semantic_config(cfg, stage))
+    if allow_more_steps:  # a longer budget continues the run as an uninterrupted longer run
+        steps = f"{stage}.train.steps: "
+        changed = [c for c in changed if not (c.startswith(steps) and _raised(c[len(steps):]))]
+    if changed:
+        raise ResumeConfigError(
+            f"{where} was trained with a different {stage} config ({'; '.join(changed)}); "
+            f"resuming would mix two experiments. Use a new run directory (paths.work_dir) for the "
+            f"new config, or delete {where} to retrain it.")
+
+
+def _raised(change: str) -> bool:
+    old, new = (int(v) for v in change.split(" -> "))
+    return new >= old
+
+
+def saved_config(checkpoint: Path | str) -> dict[str, Any]:
+    """The resolved config a checkpoint was written under (its ``meta.config``), without its tensors."""
+    from platform.checkpoint import META_FILE
+
+    return json.loads((Path(checkpoint) / META_FILE).read_text())["meta"]["config"]

@@ -43,3 +43,14 @@ def test_unreachable_server_fails_with_a_hint(monkeypatch):
     store = TrackingStore("http://127.0.0.1:9")  # nothing listens on the discard port
     with pytest.raises(TrackingUnavailable, match="mlflow server"):
         store.ensure_experiment("x")
+
+
+def test_non_finite_metrics_are_logged_not_dropped(tmp_path):
+    import math
+
+    store = TrackingStore(resolve_tracking_uri(None, tmp_path))
+    run = store.start_run(store.ensure_experiment("nan"), "r", {})
+    store.log_metrics(run, {"train/loss": float("nan"), "eval/fid": float("inf"), "eval/is": None, "ok": 1.0}, step=3)
+    logged = store.client.get_run(run).data.metrics
+    assert math.isnan(logged["train/loss"]) and logged["eval/fid"] > 1e300 and logged["ok"] == 1.0
+    assert "eval/is" not in logged  # None: not computed, nothing to report

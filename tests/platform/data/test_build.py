@@ -92,6 +92,31 @@ def test_interrupted_build_leaves_no_complete_looking_shard(tmp_path):
         load_manifest(out)
 
 
+def test_interrupted_rebuild_leaves_the_previous_dataset_intact(tmp_path):
+    import dataclasses
+
+    from platform.data.verify import verify_shards
+
+    out = tmp_path / "out"
+    before = build_dataset(digits("test"), out, samples_per_shard=16, limit=32, progress=False)
+    good = digits("test")
+
+    def load(i):
+        if i == 20:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the rebuild
+        return good.load(i)
+
+    with pytest.raises(KeyboardInterrupt):
+        build_dataset(dataclasses.replace(good, load=load), out, samples_per_shard=8, limit=40, shuffle=False,
+                      progress=False)
+    assert load_manifest(out) == before  # the old index and every old shard are still there
+    assert verify_shards(out) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging directory left behind
+    after = build_dataset(digits("test"), out, samples_per_shard=8, limit=40, progress=False)
+    assert load_manifest(out) == after and after.dataset_id != before.dataset_id
+    assert sorted(p.name for p in out.glob("shard-*")) == [s.name for s in after.shards]
+
+
 def test_writer_rejects_bad_samples(tmp_path):
     writer = ShardWriter(tmp_path, name="x", split="train", image_size=4, keys=("cls", "npy"), mode="latent")
     with pytest.raises(DataError, match="without dots"):

@@ -110,3 +110,35 @@ def test_killed_cli_run_continues_from_its_first_checkpoint(toy_overrides):
     assert f"from step {killed_at}" in done.stdout
     assert "done: step 8" in done.stdout
     assert f"step {killed_at + 1}/8" in done.stdout and "step 1/8" not in done.stdout
+
+
+def test_work_of_another_config_is_neither_reused_nor_resumed(toy_overrides, run_dir):
+    import json
+
+    from omegaconf import OmegaConf
+
+    from platform.checkpoint import save_checkpoint
+    from platform.first_stage.train import RESULT_FILE
+    from platform.training.resume import ResumeConfigError
+
+    cfg = toy_config(toy_overrides, "first_stage.perceptual_weight=0")
+    other = OmegaConf.to_container(toy_config(toy_overrides, "first_stage.perceptual_weight=0",
+                                              "first_stage.train.lr=0.5"), resolve=True)
+    ckpt = save_checkpoint(run_dir / "checkpoints", 2, {}, {"config": other, "data_position": [{"epoch": 0, "batch": 2}]})
+    (run_dir / RESULT_FILE).write_text(json.dumps({"checkpoint": str(ckpt), "step": 4, "scale_factor": 1.0,
+                                                   "metrics": {}}))
+    with pytest.raises(ResumeConfigError, match=r"first_stage\.train\.lr: 0\.5 -> "):
+        train_first_stage(cfg, run_dir, LocalReporter(run_dir / "r", quiet=True))  # the finished result
+    (run_dir / RESULT_FILE).unlink()
+    with pytest.raises(ResumeConfigError, match=r"first_stage\.train\.lr: 0\.5 -> "):
+        train_first_stage(cfg, run_dir, LocalReporter(run_dir / "r", quiet=True))  # its checkpoint
+
+
+def test_a_diverging_run_stops_with_the_step_it_diverged_at(toy_overrides, run_dir):
+    from platform.training.guards import NonFiniteLossError
+
+    cfg = toy_config(toy_overrides, "first_stage.perceptual_weight=0", "first_stage.train.lr=1e30",
+                     "first_stage.disc_start=100")
+    with pytest.raises(NonFiniteLossError, match=r"first_stage training diverged: train/loss=(nan|inf|-inf) at step [2-4]"):
+        train_first_stage(cfg, run_dir, LocalReporter(run_dir / "r", quiet=True))
+    assert not (run_dir / "first_stage_result.json").exists()  # no "ok" result from a diverged run

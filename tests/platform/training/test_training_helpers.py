@@ -1,5 +1,6 @@
 """Shared training helpers: lr scaling, precision, paths, resumable data streams."""
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,10 @@ from platform.training.optim import adam, global_batch, scaled_lr
 from platform.training.parallel import maybe_no_sync, unwrap, wrap_ddp
 from platform.training.paths import with_absolute_paths
 from platform.training.precision import autocast
-from platform.training.resume import DataPosition, gather_positions, my_position, stream_batches
+from platform.training.resume import (
+    DataPosition, ResumeConfigError, check_same_semantics, gather_positions, gather_rng_states, my_position,
+    restore_my_rng, rng_state, stream_batches,
+)
 
 
 def test_lr_scales_with_the_global_batch_like_compvis():
@@ -42,8 +46,7 @@ def test_single_process_needs_no_ddp():
     net = torch.nn.Linear(2, 2)
     wrapped = wrap_ddp(net, torch.device("cpu"))
     assert wrapped is net and unwrap(wrapped) is net
-    with maybe_no_sync(wrapped, sync=False):
-        pass
+    assert isinstance(maybe_no_sync(wrapped, sync=False), contextlib.nullcontext)  # nothing to skip
     assert gather_positions(DataPosition(1, 5), torch.device("cpu")) == [{"epoch": 1, "batch": 5}]
     assert my_position([{"epoch": 1, "batch": 5}]) == DataPosition(1, 5)
     assert my_position(None) == DataPosition()
@@ -76,3 +79,55 @@ def test_paths_become_absolute(tmp_path):
     assert out.data.train_shards == str(tmp_path / "data" / "x" / "train")
     assert out.data.eval_shards == "s3://b/test"
     assert Path(with_absolute_paths(cfg).paths.data_dir).is_absolute()
+
+
+def test_rng_states_round_trip_for_torch_numpy_and_python():
+    import random
+
+    import numpy as np
+
+    torch.manual_seed(3), np.random.seed(3), random.seed(3)
+    saved = gather_rng_states()
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.rand(5), np.random.rand(5), random.random()  # move every stream on
+    assert restore_my_rng(saved)
+    again = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(again[0], expected[0]) and (again[1] == expected[1]).all() and again[2] == expected[2]
+    import json
+
+    assert json.loads(json.dumps(rng_state())) == rng_state()  # stored in the checkpoint's JSON meta
+    assert not restore_my_rng(saved * 2)  # written by 2 ranks: this 1-rank run cannot continue them
+    assert not restore_my_rng(None)
+
+
+def test_resume_refuses_a_changed_semantic_config():
+    from platform.config.compose import compose_config
+
+    saved = OmegaConf.to_container(compose_config(["scale=smoke"]), resolve=True)
+
+    def launch(*overrides):
+        return compose_config(["scale=smoke", *overrides])
+
+    check_same_semantics(saved, launch("ldm.train.log_every=7", "paths.work_dir=/elsewhere"), "ldm", "run",
+                         allow_more_steps=True)  # operational changes are fine
+    steps = saved["ldm"]["train"]["steps"]
+    check_same_semantics(saved, launch(f"ldm.train.steps={steps * 2}"), "ldm", "run", allow_more_steps=True)
+    with pytest.raises(ResumeConfigError, match=r"ldm\.train\.lr: .* -> 0\.123.*new run directory"):
+        check_same_semantics(saved, launch("ldm.train.lr=0.123"), "ldm", "run", allow_more_steps=True)
+    with pytest.raises(ResumeConfigError, match="ldm.train.steps"):
+        check_same_semantics(saved, launch(f"ldm.train.steps={steps - 1}"), "ldm", "run", allow_more_steps=True)
+    with pytest.raises(ResumeConfigError, match="first_stage.train.steps"):
+        check_same_semantics(saved, launch("first_stage.train.steps=99999"), "first_stage", "run",
+                             allow_more_steps=False)
+
+
+def test_non_finite_losses_stop_training_naming_the_step():
+    from platform.training.guards import NonFiniteLossError, check_finite
+
+    check_finite("ldm", {"train/loss": torch.tensor(0.5)}, step=3, every=1)
+    with pytest.raises(NonFiniteLossError, match=r"ldm training diverged: train/loss=nan at step 3\. .*ldm\.train\.lr"):
+        check_finite("ldm", {"train/loss": torch.tensor(float("nan"))}, step=3, every=1)
+    with pytest.raises(NonFiniteLossError, match=r"train/d=inf at step 4 \(checked every 2 steps"):
+        check_finite("first_stage", {"train/loss": 1.0, "train/d": float("inf")}, step=4, every=2)
+    check_finite("ldm", {"train/loss": float("nan")}, step=3, every=2)  # not a checked step
+    check_finite("ldm", {"train/loss": float("nan")}, step=4, every=0)  # never checked
