@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import ray
 import yaml
@@ -29,6 +29,7 @@ from platform.orchestration.provenance import git_commit
 from platform.orchestration.records import read_record, stage_dir
 from platform.orchestration.reuse import decide
 from platform.orchestration.render import ProgressPrinter, format_summary
+from platform.orchestration.stage_functions import StageFunction
 from platform.orchestration.stage_task import StageSpec, describe_failure, remote_execute_stage
 from platform.orchestration.writer import start_writer
 from platform.report import build_report
@@ -101,7 +102,11 @@ def _resources(stage: str, cfg: dict[str, Any]) -> dict[str, float]:
 class SweepRunner:
     """Opens the runs, submits the graph, waits, summarises."""
 
-    def __init__(self, plans: Sequence[TrialPlan]) -> None:
+    def __init__(self, plans: Sequence[TrialPlan],
+                 stage_functions: Optional[Mapping[str, StageFunction]] = None) -> None:
+        """``stage_functions`` replaces stages' functions by name (orchestration tests); the
+        real ones (``stage_functions.STAGE_FUNCTIONS``) otherwise."""
+        self.stage_functions = dict(stage_functions or {})
         first = plans[0].cfg
         self.experiment = first.tracking.experiment_name or first.experiment.name
         # Absolute paths: Ray workers start in a copy of the repo, not here.
@@ -199,7 +204,8 @@ class SweepRunner:
                     owner = owners[key][1].identity
                     spec = StageSpec(stage, key, owner_cfg, str(stage_dir(self.work_dir, stage, key)),
                                      self.stage_runs[key], _devices(stage, owner_cfg), commit=self.commit,
-                                     payload=owner.payloads[stage], fingerprint=owner.fingerprints[stage])
+                                     payload=owner.payloads[stage], fingerprint=owner.fingerprints[stage],
+                                     function=self.stage_functions.get(stage))
                     refs[key] = remote_execute_stage.options(
                         name=f"{stage}:{key[:8]}", **_resources(stage, owner_cfg)
                     ).remote(spec, self.writer, self.board, *upstream)

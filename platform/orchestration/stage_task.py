@@ -21,7 +21,7 @@ import ray
 from omegaconf import OmegaConf
 
 from platform.orchestration.records import build_record, read_record, stage_lock, write_record
-from platform.orchestration.stage_functions import STAGE_FUNCTIONS
+from platform.orchestration.stage_functions import STAGE_FUNCTIONS, StageFunction
 from platform.orchestration.writer import ActorSink
 from platform.tracking import MlflowReporter
 
@@ -41,6 +41,7 @@ class StageSpec:
     commit: str = "unknown"  # the driver's checkout (workers run from a copy without .git)
     payload: Optional[dict[str, Any]] = None  # what the key hashes (keys.stage_payloads)
     fingerprint: Optional[dict[str, Any]] = None  # the code fingerprint in the payload
+    function: Optional[StageFunction] = None  # None: STAGE_FUNCTIONS[stage] (tests pass stubs)
 
 
 @dataclass
@@ -89,7 +90,7 @@ def execute_stage(spec: StageSpec, writer: Any, board: Any, *upstream: dict[str,
         try:
             with _capture(directory / LOG_FILE):
                 print(f"== {spec.stage} {spec.key} started {time.strftime('%Y-%m-%d %H:%M:%S')}")
-                result = STAGE_FUNCTIONS[spec.stage](cfg, directory, reporter, list(upstream))
+                result = (spec.function or STAGE_FUNCTIONS[spec.stage])(cfg, directory, reporter, list(upstream))
         except BaseException as error:
             with open(directory / LOG_FILE, "a") as log:
                 traceback.print_exc(file=log)
