@@ -62,7 +62,9 @@ class ActorSink:
     def __getattr__(self, name: str) -> Callable[..., Any]:
         if name not in _FORWARDED:
             raise AttributeError(name)
-        return lambda *args, **kwargs: getattr(self.writer, name).remote(*args, **kwargs)
+        # Through ``call``: Ray dispatches ``writer.<name>.remote`` to the class's method,
+        # bypassing the per-instance guard, so a rejected write would vanish unrecorded.
+        return lambda *args, **kwargs: self.writer.call.remote(name, *args, **kwargs)
 
     def flush(self) -> None:
         """Wait until every call sent so far has been applied (actor calls run in order)."""

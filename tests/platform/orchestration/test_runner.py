@@ -1,0 +1,111 @@
+"""The sweep runner with stub stages on a real local Ray and a real SQLite MLflow store:
+shared stages run once, reruns use the finished records, failures reach exactly the
+trials that depend on them, writer failures are reported, and Ray resources are right."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+from mlflow.entities import RunStatus
+
+from platform.config.compose import compose_config, expand_sweep
+from platform.orchestration.plan import plan_trials
+from platform.orchestration.runner import SweepRunner, _resources
+from platform.tracking import TrackingStore
+from tests.platform.orchestration import stubs
+
+EXPERIMENT = "stubbed"
+
+
+def _plans(work: Path, shards: tuple[Path, Path]):
+    """Two trials (two LDM learning rates) over one shared first stage; no evaluation stage."""
+    train, test = shards
+    overrides = expand_sweep(["scale=smoke", f"paths.work_dir={work}", f"data.train_shards={train}",
+                              f"data.eval_shards={test}", "sweep.stages=[first_stage,ldm]",
+                              f"tracking.experiment_name={EXPERIMENT}", "ldm.train.lr=1e-4,2e-4"])
+    return plan_trials([compose_config(o) for o in overrides], overrides)
+
+
+def _run(work, shards, **functions) -> tuple[int, SweepRunner]:
+    runner = SweepRunner(_plans(work, shards), stage_functions=functions)
+    return runner.run(), runner
+
+
+def _calls(work: Path, stage: str) -> int:
+    return sum(len(p.read_text().splitlines()) for p in (work / "stages" / stage).glob("*/calls"))
+
+
+def _status(store: TrackingStore, run_id: str) -> str:
+    return store.client.get_run(run_id).info.status
+
+
+def test_shared_stage_runs_once_and_a_rerun_uses_the_records(ray_cluster, tiny_shards, tmp_path):
+    work = tmp_path / "work"
+    code, runner = _run(work, tiny_shards, first_stage=stubs.first_stage_ok, ldm=stubs.ldm_ok)
+    assert code == 0
+    assert (_calls(work, "first_stage"), _calls(work, "ldm")) == (1, 2)
+    store = TrackingStore(runner.uri)
+    a, b = runner.trials
+    assert a.keys["first_stage"] == b.keys["first_stage"] and a.keys["ldm"] != b.keys["ldm"]
+    for trial in runner.trials:
+        tags = store.client.get_run(trial.run_id).data.tags
+        assert tags["first_stage_run_id"] == runner.stage_runs[a.keys["first_stage"]]  # linked, not duplicated
+        assert tags["ldm_key"] == trial.keys["ldm"] and tags["first_stage_key"] == a.keys["first_stage"]
+        assert _status(store, trial.run_id) == RunStatus.to_string(RunStatus.FINISHED)
+        assert trial.records["first_stage"]["step"] == 1 and trial.error is None
+    assert _status(store, runner.parent_run) == "FINISHED"
+    assert _status(store, runner.stage_runs[a.keys["ldm"]]) == "FINISHED"
+    runs_before = len(store.runs(EXPERIMENT))
+
+    code, again = _run(work, tiny_shards, first_stage=stubs.first_stage_fails, ldm=stubs.ldm_fails_at_high_lr)
+    assert code == 0  # every stage finished before: the (now failing) functions are never called
+    assert (_calls(work, "first_stage"), _calls(work, "ldm")) == (1, 2)
+    assert len(store.runs(EXPERIMENT)) == runs_before  # no duplicate runs
+    assert again.trials[1].records["ldm"]["run_id"] == runner.trials[1].records["ldm"]["run_id"]
+
+
+def test_a_failing_shared_stage_fails_every_trial_that_needs_it(ray_cluster, tiny_shards, tmp_path, capsys):
+    work = tmp_path / "work"
+    code, runner = _run(work, tiny_shards, first_stage=stubs.first_stage_fails, ldm=stubs.ldm_ok)
+    assert code == 1
+    assert (_calls(work, "first_stage"), _calls(work, "ldm")) == (1, 0)
+    store = TrackingStore(runner.uri)
+    for trial in runner.trials:
+        assert trial.failed_stage == "first_stage" and "first stage exploded on purpose" in trial.error
+        assert _status(store, trial.run_id) == "FAILED"
+    assert _status(store, runner.stage_runs[runner.trials[0].keys["first_stage"]]) == "FAILED"
+    assert _status(store, runner.parent_run) == "FAILED"
+    assert "first stage exploded on purpose" in capsys.readouterr().out  # the summary names the cause
+
+
+def test_one_failing_trial_leaves_the_others_and_writer_failures_are_reported(ray_cluster, tiny_shards, tmp_path,
+                                                                              capsys):
+    work = tmp_path / "work"
+    code, runner = _run(work, tiny_shards, first_stage=stubs.first_stage_ok, ldm=stubs.ldm_fails_at_high_lr)
+    assert code == 1
+    ok, failed = runner.trials
+    store = TrackingStore(runner.uri)
+    assert ok.error is None and _status(store, ok.run_id) == "FINISHED"
+    assert failed.failed_stage == "ldm" and "ldm diverged on purpose" in failed.error
+    assert _status(store, failed.run_id) == "FAILED"
+
+    code, runner = _run(tmp_path / "other", tiny_shards, first_stage=stubs.first_stage_ok,
+                        ldm=stubs.ldm_with_a_rejected_write)
+    assert code == 0  # a tracking failure never fails training...
+    assert "MLflow writes failed" in capsys.readouterr().err  # ...but it is reported
+
+
+@pytest.mark.parametrize("stage,workers,gpu", list(itertools.product(["first_stage", "ldm"], [1, 2], [False, True])))
+def test_training_tasks_hold_a_cpu_only_when_they_train_in_process(stage, workers, gpu):
+    cfg = {stage: {"train": {"num_workers": workers, "use_gpu": gpu}}}
+    in_process = workers == 1 and not gpu  # otherwise Ray Train's workers hold the devices
+    assert _resources(stage, cfg) == ({"num_cpus": 1} if in_process else {"num_cpus": 0})
+
+
+@pytest.mark.parametrize("workers,gpus", list(itertools.product([1, 2, 4], [0, 0.5, 1])))
+def test_evaluation_tasks_hold_devices_only_without_worker_actors(workers, gpus):
+    cfg = {"eval": {"num_workers": workers, "gpus_per_worker": gpus}}
+    expected = {"num_cpus": 1, "num_gpus": gpus} if workers == 1 else {"num_cpus": 0}  # actors hold them
+    assert _resources("eval", cfg) == expected
