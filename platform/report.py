@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
 from platform.orchestration.plan import format_table  # noqa: E402
-from platform.tracking import PARENT_TAG, TrackingStore  # noqa: E402
+from platform.tracking import PARENT_TAG, STALE_TAG, TrackingStore  # noqa: E402
 
 _PER_STEPS = re.compile(r"^eval/(ddim|ddpm)(\d+)/fid$")
 TABLE_METRICS = ["rec/psnr", "rec/rfid", "eval/fid", "eval/kid", "eval/precision", "eval/recall",
@@ -39,13 +39,15 @@ def _label(run: Any) -> str:
 
 
 def trial_runs(store: TrackingStore, experiment: str, sweep_run_id: Optional[str]) -> list[Any]:
-    """Trial runs of ``sweep_run_id`` (default: the newest sweep of the experiment)."""
+    """Current trial runs of ``sweep_run_id`` (default: the newest sweep of the experiment);
+    trial runs marked stale (their stage keys left the sweep) are left out."""
     if sweep_run_id is None:
         sweeps = store.runs(experiment, "tags.kind = 'sweep'")
         if not sweeps:
             return []
         sweep_run_id = sweeps[0].info.run_id
     runs = store.runs(experiment, f"tags.kind = 'trial' and tags.`{PARENT_TAG}` = '{sweep_run_id}'")
+    runs = [r for r in runs if r.data.tags.get(STALE_TAG) != "true"]  # results no longer in the sweep
     return sorted(runs, key=lambda r: (int(r.data.params.get("first_stage.f", 0)), r.info.run_name))
 
 

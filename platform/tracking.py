@@ -31,6 +31,7 @@ from platform.distributed import is_main  # noqa: E402
 from platform.redaction import REDACTED, redact, redact_text  # noqa: E402,F401 (REDACTED re-exported)
 
 PARENT_TAG = "mlflow.parentRunId"
+STALE_TAG = "stale"  # "true" on runs whose results were replaced or left their sweep
 
 
 class TrackingUnavailable(RuntimeError):

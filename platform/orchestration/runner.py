@@ -35,7 +35,7 @@ from platform.orchestration.writer import start_writer
 from platform.report import build_report
 from platform.training.paths import with_absolute_paths
 from platform.redaction import redact, redact_override, redact_text
-from platform.tracking import TrackingStore, TrackingUnavailable, flatten_config, resolve_tracking_uri
+from platform.tracking import STALE_TAG, TrackingStore, TrackingUnavailable, flatten_config, resolve_tracking_uri
 
 
 class SweepSetupError(RuntimeError):
@@ -168,6 +168,7 @@ class SweepRunner:
             for stage in trial.plan.stages:
                 key = trial.keys[stage]
                 owners.setdefault(key, (stage, trial))
+        self._mark_stale_trials()
         chains = [[(stage, t.keys[stage]) for stage in t.plan.stages] for t in self.trials]
         self.decisions = decide(self.work_dir, chains, trial0.cfg["sweep"]["rerun"])
         self.stage_runs: dict[str, str] = {}
@@ -182,13 +183,22 @@ class SweepRunner:
             self._call("log_params", self.stage_runs[key],
                        flatten_config(trial.identity.payloads[stage]["config"]))
             if decision.replaced_run:
-                self._call("set_tags", decision.replaced_run, {"stale": "true", "replaced_by": self.stage_runs[key],
+                self._call("set_tags", decision.replaced_run, {STALE_TAG: "true", "replaced_by": self.stage_runs[key],
                                                                 "stale_reason": decision.reason[:500]})
         for trial in self.trials:
             links = {f"{stage}_run_id": self.stage_runs[trial.keys[stage]] for stage in trial.plan.stages}
             links.update({f"{stage}_key": trial.keys[stage] for stage in trial.plan.stages})
             self._call("set_tags", trial.run_id, links)
         return owners
+
+    def _mark_stale_trials(self) -> None:
+        """Trial runs of this sweep whose stage keys are no longer the sweep's (the config or
+        the code changed since) keep their history but are tagged stale: reports skip them."""
+        current = {trial.run_id for trial in self.trials}
+        for run in self._call("runs", self.experiment, f"tags.kind = 'trial' and tags.sweep_id = '{self.sweep_id}'"):
+            if run.info.run_id not in current and run.data.tags.get(STALE_TAG) != "true":
+                self._call("set_tags", run.info.run_id, {STALE_TAG: "true",
+                                                         "stale_reason": "its stage keys left the sweep"})
 
     # -- the graph ----------------------------------------------------------------
     def submit(self, owners: dict[str, tuple[str, Trial]]) -> dict[int, Any]:
