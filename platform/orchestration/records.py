@@ -91,8 +91,10 @@ def checkpoint_ids(directory: Path | str, paths: list[Path]) -> dict[str, str]:
 
 
 def outputs_id(record: Mapping[str, Any]) -> str:
-    """Identifies the checkpoints a record vouches for (what downstream stages consumed)."""
-    return sha256_json(record.get("checkpoints", {}))
+    """Identifies what downstream stages consumed: the content id of the newest checkpoint a
+    record vouches for (a retrained stage never reproduces it; pruning older ones keeps it)."""
+    checkpoints = record.get("checkpoints", {})
+    return checkpoints[max(checkpoints)] if checkpoints else sha256_json(None)
 
 
 def build_record(directory: Path | str, *, stage: str, key: str, run_id: str, result: Mapping[str, Any],

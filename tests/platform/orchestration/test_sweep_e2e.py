@@ -74,14 +74,17 @@ def test_downsample_factor_smoke_sweep_records_everything_and_reruns_cached(tmp_
     rows = (work / "reports" / exp / "comparison.csv").read_text().splitlines()
     assert len(rows) == 7 and rows[0].startswith("trial,f,regulariser")
 
-    # Rerunning the same command finds every stage finished: nothing trains, nothing duplicates,
-    # even after the code moved on (runs are found by what they are, not by the commit).
+    # Rerunning the same command (same code) finds every stage finished and verified: nothing
+    # trains, no run is added and no metric point is logged twice. A commit that changes code
+    # a stage depends on re-runs it instead (test_sweep_trust.py).
+    history = {(run.info.run_id, name): store.metric_history(run.info.run_id, name)
+               for run in store.runs(exp) for name in run.data.metrics}
     before = len(store.runs(exp))
-    for run in store.runs(exp):
-        store.set_tags(run.info.run_id, {"git_commit": "an-older-commit"})
     again = run_module(*args, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(store.runs(exp)) == before
+    assert {(run.info.run_id, name): store.metric_history(run.info.run_id, name)
+            for run in store.runs(exp) for name in run.data.metrics} == history
 
 
 def _ldm_checkpoints(work: Path) -> list[Path]:
