@@ -61,11 +61,12 @@ def decide(work_dir: Path, chains: Sequence[Sequence[tuple[str, str]]], rerun: S
 
 def _decide(stage: str, directory: Path, key: str, upstream: Optional[Decision], rerun: Sequence[str]) -> Decision:
     record, problem = check_record(directory)
-    if record is None and problem is None:
-        return Decision(stage, run=True, attempt=discarded_count(directory))
     reason = problem or ""
-    if not reason and upstream is not None and upstream.run:
+    if not reason and upstream is not None and (upstream.reason or (upstream.run and record is not None)):
+        # Also for unfinished work when the input is replaced: it was trained on the old one.
         reason = f"its input ({upstream.stage}) runs again"
+    if record is None and not reason:
+        return Decision(stage, run=True, attempt=discarded_count(directory))  # first run, or resume
     if not reason and rerun_requested(stage, key, rerun):
         reason = "sweep.rerun asks for it"
     if not reason and upstream is not None and upstream.record is not None:
@@ -76,7 +77,8 @@ def _decide(stage: str, directory: Path, key: str, upstream: Optional[Decision],
         return Decision(stage, run=False, record=record)
     with stage_lock(directory):
         moved = discard_stage(directory, reason)
-    where = f" (old files: {moved})" if moved else ""
-    print(f"{stage} {key}: {reason}; running it again{where}", file=sys.stderr, flush=True)
+    if record is not None or problem or moved:
+        where = f" (old files: {moved})" if moved else ""
+        print(f"{stage} {key}: {reason}; running it again{where}", file=sys.stderr, flush=True)
     return Decision(stage, run=True, reason=reason, attempt=discarded_count(directory),
                     replaced_run=record.get("run_id") if record else None)
