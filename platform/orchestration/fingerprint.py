@@ -71,7 +71,7 @@ def _skipped(name: str, extra: tuple[str, ...] = ()) -> bool:
                for skip in NOT_NUMERIC + extra)
 
 
-def _imports(module: str, path: Path) -> set[str]:
+def project_imports(module: str, path: Path) -> set[str]:
     """Project modules ``path`` imports anywhere (top level or inside functions)."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
@@ -102,7 +102,7 @@ def module_closure(entries: tuple[str, ...], exclude: tuple[str, ...] = ()) -> t
         path = _module_file(name)
         if path is None:
             raise ModuleNotFoundError(f"fingerprint entry module {name} has no file under {REPO_ROOT}")
-        todo.extend(dep for dep in _imports(name, path) if dep not in seen and not _skipped(dep, exclude))
+        todo.extend(dep for dep in project_imports(name, path) if dep not in seen and not _skipped(dep, exclude))
     return tuple(sorted(seen))
 
 

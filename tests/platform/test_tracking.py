@@ -54,3 +54,11 @@ def test_non_finite_metrics_are_logged_not_dropped(tmp_path):
     logged = store.client.get_run(run).data.metrics
     assert math.isnan(logged["train/loss"]) and logged["eval/fid"] > 1e300 and logged["ok"] == 1.0
     assert "eval/is" not in logged  # None: not computed, nothing to report
+
+
+def test_mlflow_tracking_uri_is_used_when_tracking_uri_is_unset(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert resolve_tracking_uri(None, tmp_path) == "http://127.0.0.1:5999"
+    assert resolve_tracking_uri("sqlite:///x.db", tmp_path) == "sqlite:///x.db"  # the config wins
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert resolve_tracking_uri(None, tmp_path) == f"sqlite:///{tmp_path / 'mlflow.db'}"
