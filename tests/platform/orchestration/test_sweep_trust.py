@@ -87,6 +87,7 @@ def _current_trial(store: TrackingStore):
     return trial
 
 
+@pytest.mark.timeout(3600)  # seven small sweeps and two single-stage trainings
 def test_keys_follow_code_hits_are_verified_records_move_and_history_stays_clean(tmp_path, tiny_shards):
     repo = _scratch_repo(tmp_path)
     commit_a = _git(repo, "rev-parse", "HEAD")
