@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from evaluation.identity import identity_tag
 from platform.cluster import check_cluster_store, check_workers, joined_address, ray_init
 from platform.config.schema import Stage
+from platform.config.semantics import FIELDS, OPERATIONAL
 from platform.orchestration.keys import TrialKeys, digest, trial_keys
 from platform.orchestration.plan import TrialPlan
 from platform.orchestration.progress import RemoteProgressBoard
@@ -65,6 +66,12 @@ def _trial_keys(trial: Trial) -> TrialKeys:
         raise SweepSetupError(f"{error} (for Fashion-MNIST: `make data`)") from None
     except AssetUnavailable as error:
         raise SweepSetupError(f"evaluation needs the Inception weights: {error}") from None
+
+
+def defining_overrides(overrides: Sequence[str]) -> list[str]:
+    """The overrides that define a sweep: all but those of operational fields, so moving
+    ``paths.work_dir``, another tracking URI or ``sweep.rerun`` keeps the same sweep run."""
+    return [o for o in overrides if FIELDS.get(o.lstrip("+~").split("=", 1)[0]) != OPERATIONAL]
 
 
 def refuse_collapsed_trials(trials: Sequence[Trial]) -> None:
@@ -114,7 +121,7 @@ class SweepRunner:
         self.work_dir = Path(self.trials[0].cfg["paths"]["work_dir"])
         self.uri = resolve_tracking_uri(first.tracking.uri, self.work_dir)
         self.cluster = first.cluster
-        self.sweep_id = digest([self.experiment, [list(p.overrides) for p in plans]])
+        self.sweep_id = digest([self.experiment, [defining_overrides(p.overrides) for p in plans]])
         self.commit = git_commit()
 
     # -- before Ray ---------------------------------------------------------------
