@@ -5,7 +5,7 @@ STAMP := $(VENV)/.setup-done
 DATA ?= data
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data demo test test-fast bench clean help
+.PHONY: setup data demo dashboard test test-fast bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -21,6 +21,9 @@ $(DATA)/fashion_mnist/%/manifest.json:
 
 demo: setup data  ## run the default sweep: +experiment=downsample_factor at scale=local
 	$(PY) -m platform.sweep +experiment=downsample_factor
+
+dashboard: setup  ## MLflow UI on the demo's runs (ARGS="+experiment=NAME --port N" to choose)
+	$(PY) -m platform.dashboard $(or $(ARGS),+experiment=downsample_factor)
 
 test: setup  ## run the test suite
 	$(PY) -m pytest

@@ -91,6 +91,7 @@ def ray_init(
     num_cpus: Optional[int] = None,
     num_gpus: Optional[int] = None,
     object_store_memory: Optional[int] = None,
+    log_to_driver: bool = True,
 ) -> None:
     """Join ``address`` (else ``RAY_ADDRESS``), or start a new local cluster; no-op if connected.
 
@@ -98,6 +99,7 @@ def ray_init(
         address: a GCS address (``HOST:6379``) or a Ray client address (``ray://HOST:10001``).
         num_cpus, num_gpus, object_store_memory: size the local cluster; they cannot
             resize an existing cluster, so they must be None when an address is given.
+        log_to_driver: False keeps the workers' output in their logs, off this process's screen.
     Raises:
         ValueError: resources given together with an address.
     """
@@ -117,7 +119,7 @@ def ray_init(
             raise ValueError(f"{', '.join(given)} sizes a local cluster, but the sweep joins the existing "
                              f"cluster at {address}, which has its own resources; drop these settings")
         print(f"joining the Ray cluster at {address}", flush=True)
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=log_to_driver)
     else:
         ray.init(
             address="local",  # never join a `ray start` cluster found on the machine
@@ -126,7 +128,7 @@ def ray_init(
             object_store_memory=object_store_memory,
             runtime_env=runtime_env,
             include_dashboard=False,
-            log_to_driver=True,
+            log_to_driver=log_to_driver,
         )
 
 

@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
 from platform.orchestration.plan import format_table  # noqa: E402
-from platform.tracking import PARENT_TAG, STALE_TAG, TrackingStore  # noqa: E402
+from platform.tracking import STALE_TAG, TrackingStore  # noqa: E402
 
 _PER_STEPS = re.compile(r"^eval/(ddim|ddpm)(\d+)/fid$")
 TABLE_METRICS = ["rec/psnr", "rec/rfid", "eval/fid", "eval/kid", "eval/precision", "eval/recall",
@@ -32,10 +32,8 @@ TABLE_METRICS = ["rec/psnr", "rec/rfid", "eval/fid", "eval/kid", "eval/precision
 
 
 def _label(run: Any) -> str:
-    params = run.data.params
-    label = f"f={params.get('first_stage.f', '?')} {params.get('first_stage.regularizer', '')}".strip()
-    guidance = params.get("eval.guidance_scale")
-    return f"{label} s={guidance}" if guidance not in (None, "1.0") else label
+    """A trial's label: its run name, made of its swept values (``f=8 kl lr=1e-4``)."""
+    return run.info.run_name
 
 
 def trial_runs(store: TrackingStore, experiment: str, sweep_run_id: Optional[str]) -> list[Any]:
@@ -46,9 +44,9 @@ def trial_runs(store: TrackingStore, experiment: str, sweep_run_id: Optional[str
         if not sweeps:
             return []
         sweep_run_id = sweeps[0].info.run_id
-    runs = store.runs(experiment, f"tags.kind = 'trial' and tags.`{PARENT_TAG}` = '{sweep_run_id}'")
+    runs = store.runs(experiment, f"tags.kind = 'trial' and tags.sweep_run_id = '{sweep_run_id}'")
     runs = [r for r in runs if r.data.tags.get(STALE_TAG) != "true"]  # results no longer in the sweep
-    return sorted(runs, key=lambda r: (int(r.data.params.get("first_stage.f", 0)), r.info.run_name))
+    return sorted(runs, key=lambda r: int(r.data.tags.get("trial_index", 0)))
 
 
 def plot_fid_vs_steps(store: TrackingStore, runs: Sequence[Any], path: Path) -> bool:
@@ -100,7 +98,7 @@ def _save(fig: Any, ax: Any, path: Path, drawn: bool) -> bool:
 
 def write_tables(runs: Sequence[Any], out_dir: Path) -> tuple[Path, Path]:
     header = ["trial", "f", "regulariser", *TABLE_METRICS]
-    rows = [[run.info.run_name, run.data.params.get("first_stage.f"), run.data.params.get("first_stage.regularizer"),
+    rows = [[_label(run), run.data.params.get("first_stage.f"), run.data.params.get("first_stage.regularizer"),
              *(run.data.metrics.get(m, "") for m in TABLE_METRICS)] for run in runs]
     csv_path, md_path = out_dir / "comparison.csv", out_dir / "comparison.md"
     with open(csv_path, "w", newline="") as handle:

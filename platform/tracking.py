@@ -12,6 +12,7 @@ concurrent first use of a fresh SQLite file corrupts it.
 from __future__ import annotations
 
 import io
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -23,7 +24,9 @@ from PIL import Image
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-from mlflow.entities import Metric, Param, RunStatus, RunTag  # noqa: E402
+from mlflow.entities import (  # noqa: E402
+    Dataset, DatasetInput, InputTag, LoggedModelOutput, LoggedModelStatus, Metric, Param, RunStatus, RunTag,
+)
 from mlflow.tracking import MlflowClient  # noqa: E402
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH  # noqa: E402
 
@@ -32,6 +35,7 @@ from platform.redaction import REDACTED, redact, redact_text  # noqa: E402,F401 
 
 PARENT_TAG = "mlflow.parentRunId"
 STALE_TAG = "stale"  # "true" on runs whose results were replaced or left their sweep
+SHARED_VIEW_TAG = "mlflow.sharedViewState."
 
 
 class TrackingUnavailable(RuntimeError):
@@ -123,11 +127,12 @@ class TrackingStore:
 
     def open_run(self, experiment_id: str, name: str, tags: Mapping[str, str],
                  parent_run_id: Optional[str] = None) -> str:
-        """Reuse the run identified by ``tags`` (a relaunch) or start it: never a duplicate."""
+        """Reuse the run identified by ``tags`` (a relaunch) or start it: never a duplicate.
+        A reused run takes ``name`` (names may change between versions; identity does not)."""
         run_id = self.find_run(experiment_id, tags)
         if run_id is None:
             return self.start_run(experiment_id, name, tags, parent_run_id)
-        self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING), name=name)
         return run_id
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
@@ -169,6 +174,42 @@ class TrackingStore:
             self.client.log_artifacts(run_id, local_path, artifact_path)
         else:
             self.client.log_artifact(run_id, local_path, artifact_path)
+
+    def log_dataset(self, run_id: str, *, name: str, digest: str, source: str, context: str,
+                    num_samples: int) -> None:
+        """Record a shard directory as the run's dataset input (MLflow's Dataset column and
+        filter): ``digest`` is the manifest's content id, ``context`` the split it serves."""
+        dataset = Dataset(name=name, digest=digest, source_type="local",
+                          source=json.dumps({"uri": source}), profile=json.dumps({"num_samples": num_samples}))
+        self.client.log_inputs(run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", context)])])
+
+    def link_checkpoint(self, experiment_id: str, run_id: str, *, name: str, path: str, step: int) -> str:
+        """Show a checkpoint directory as a logged model of ``run_id`` (the Models column),
+        without copying weights: the model carries the path and step as params. Idempotent
+        per (run, path); returns the model id."""
+        found = self.client.search_logged_models(
+            [experiment_id], filter_string=f"source_run_id = '{run_id}' AND params.path = '{path}'", max_results=1)
+        if found:
+            return found[0].model_id
+        model = self.client.create_logged_model(experiment_id, name=name, source_run_id=run_id,
+                                                params={"path": path, "step": str(step)},
+                                                model_type="checkpoint")
+        self.client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+        self.client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step)])
+        return model.model_id
+
+    def share_runs_view(self, experiment_id: str, key: str, *, search_filter: str, order_by_metric: str,
+                        metrics: list[str], params: list[str]) -> None:
+        """Save a runs-table view that ``#/experiments/<id>/runs?viewStateShareKey=<key>`` opens:
+        the runs ``search_filter`` selects, sorted by ``order_by_metric`` (ascending), with
+        these metric and param columns shown. This is the state MLflow 3's UI stores when a
+        user shares a view (experiment tag ``mlflow.sharedViewState.<key>``, JSON; column ids
+        are ``<kind>.`<name>```)."""
+        columns = ["attributes.`Dataset`", *(f"metrics.`{m}`" for m in metrics),
+                   *(f"params.`{p}`" for p in params), "attributes.`Models`", "attributes.`Source`"]
+        state = {"searchFilter": search_filter, "orderByKey": f"metrics.`{order_by_metric}`", "orderByAsc": True,
+                 "selectedColumns": columns}
+        self.client.set_experiment_tag(experiment_id, f"{SHARED_VIEW_TAG}{key}", json.dumps(state))
 
     # -- reads (report, tests) ------------------------------------------------
     def run_tags(self, run_id: str) -> dict[str, str]:

@@ -121,7 +121,7 @@ def run_stage(cfg: DictConfig) -> int:
     return _train(cfg, keys, upstream)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> None:
     exit_code = run_stage(cfg)
     if exit_code:

@@ -42,4 +42,15 @@ if [ ! -d "$FMNIST" ]; then
     echo "       Tests that need it are skipped; the rest of the platform works." >&2
   fi
 fi
+# Headless Chromium + its WebDriver for the dashboard's real-browser test
+# (tests/platform/test_dashboard_browser.py skips, saying why, without them).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "setup: installing the Debian packages chromium and chromium-driver (browser test)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+  else
+    echo "setup: note: chromium / chromium-driver are not installed and apt-get cannot be used here;" >&2
+    echo "       the dashboard's browser test will be skipped ('sudo apt-get install chromium chromium-driver')." >&2
+  fi
+fi
 echo "setup: done ($VENV)"

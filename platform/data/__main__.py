@@ -20,7 +20,8 @@ from platform.data.sources import FASHION_MNIST_DIR, Source, digits, fashion_mni
 
 SOURCES = {
     "fashion-mnist": f"Fashion-MNIST idx .gz files (default {FASHION_MNIST_DIR}; --path to override)",
-    "folder": "an image folder --path ROOT with ROOT/<class>/<image>; --captions JSONL optional",
+    "folder": "an image folder --path ROOT: ROOT/<class>/<image>, or flat ROOT/<image> (unconditional: "
+              "one class, label 0); --captions JSONL optional",
     "digits": "scikit-learn load_digits (bundled, tests); every 5th image is the test split",
     "lfw-subset": "scikit-image lfw_subset (bundled, tests); every 5th image is the test split",
 }
@@ -31,7 +32,7 @@ def _source(args: argparse.Namespace) -> Source:
         return fashion_mnist(args.split, args.path)
     if args.source == "folder":
         if not args.path:
-            raise DataError("build folder needs --path ROOT (a folder of class sub-folders)")
+            raise DataError("build folder needs --path ROOT (a folder of images or of class sub-folders)")
         return image_folder(args.path, args.split, args.captions)
     if args.source == "digits":
         return digits(args.split)
@@ -69,12 +70,14 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def format_manifest(manifest: Manifest, *, max_shards: int = 20) -> str:
     """The manifest as an aligned, human-readable table."""
+    classes = ", ".join(f"{i}={n}" for i, n in enumerate(manifest.class_names)) or "-"
+    if manifest.options.get("unconditional"):
+        classes = f"none: unconditional (a flat image folder; every label is 0, {manifest.class_names[0]!r})"
     rows = [("dataset id", manifest.dataset_id), ("name", manifest.name), ("split", manifest.split),
             ("samples", str(manifest.num_samples)), ("shards", str(len(manifest.shards))),
             ("image size", f"{manifest.image_size}x{manifest.image_size}"), ("mode", manifest.mode),
-            ("keys", ", ".join(manifest.keys)),
-            ("classes", ", ".join(f"{i}={n}" for i, n in enumerate(manifest.class_names)) or "-")]
-    rows += [(f"option {k}", str(v)) for k, v in sorted(manifest.options.items())]
+            ("keys", ", ".join(manifest.keys)), ("classes", classes)]
+    rows += [(f"option {k}", str(v)) for k, v in sorted(manifest.options.items()) if k != "unconditional"]
     rows += [(f"extra {k}", str(v)) for k, v in sorted(manifest.extra.items())]
     width = max(len(k) for k, _ in rows)
     lines = [f"{k:<{width}}  {v}" for k, v in rows]

@@ -63,6 +63,8 @@ def build_dataset(
     order = sample_order(source.length, limit=limit, shuffle=shuffle, seed=seed)
     options = {"size": size, "fit": fit, "samples_per_shard": samples_per_shard,
                "seed": seed, "shuffle": shuffle, "limit": limit}
+    if source.unconditional:
+        options["unconditional"] = True
     out = Path(out_dir)
     staging = out.parent / f".{out.name}.building-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)

@@ -41,6 +41,7 @@ class Source:
     length: int
     default_fit: str
     load: Callable[[int], Sample]
+    unconditional: bool = False  # a flat folder: no classes, every label is 0
 
 
 def _read_idx(path: Path, magic: int) -> np.ndarray:
@@ -135,19 +136,26 @@ def _load_captions(path: Path) -> dict[str, str]:
 
 
 def image_folder(root: str | Path, split: str, captions: str | Path | None = None) -> Source:
-    """``ROOT/<class>/<image>``: sorted class folders give labels; a JSONL can give captions.
+    """``ROOT/<class>/<image>`` (sorted class folders give labels), or a flat ``ROOT/<image>``.
 
-    Captions default to ``a photo of a <class>``; lines of ``captions`` (JSONL, paths relative
-    to ``root``) override them: ``{"file_name": "cat/001.png", "caption": "a cat asleep"}``.
+    A flat folder is an unconditional dataset (CelebA-HQ, FFHQ, LSUN come this way): one
+    class named after the folder, every label 0, ``Source.unconditional`` set. Captions
+    default to ``a photo of a <class>``; lines of ``captions`` (JSONL, paths relative to
+    ``root``) override them: ``{"file_name": "cat/001.png", "caption": "a cat asleep"}``.
     """
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"{root}: not a directory of class folders")
+        raise DataError(f"{root}: not a directory (expected ROOT/<class>/<image> or ROOT/<image>)")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     files = [(f, label) for label, c in enumerate(classes)
              for f in sorted((root / c).rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES]
+    flat = not files
+    if flat:
+        classes = [root.name]
+        files = [(f, 0) for f in sorted(root.iterdir()) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
-        raise DataError(f"{root}: no images in class sub-folders (expected ROOT/<class>/<image>.png)")
+        raise DataError(f"{root}: no images, neither in class sub-folders (ROOT/<class>/<image>.png) "
+                        f"nor directly inside (ROOT/<image>.png); suffixes read: {' '.join(sorted(IMAGE_SUFFIXES))}")
     overrides = _load_captions(Path(captions)) if captions else {}
 
     def load(i: int) -> Sample:
@@ -160,4 +168,4 @@ def image_folder(root: str | Path, split: str, captions: str | Path | None = Non
         rel = file.relative_to(root).as_posix()
         return pixels, label, overrides.get(rel, caption_for(classes[label]))
 
-    return Source(root.name, split, tuple(classes), len(files), "crop", load)
+    return Source(root.name, split, tuple(classes), len(files), "crop", load, unconditional=flat)

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 from omegaconf import DictConfig
 
 from platform.config.schema import Regularizer, Stage
 from platform.config.validate import ConfigError, latent_shape, validate_config
+from platform.orchestration.naming import trial_names
 
 
 @dataclass(frozen=True)
 class TrialPlan:
-    """One trial of a sweep: its index, the overrides that made it, and its config."""
+    """One trial of a sweep: its index, the overrides that made it, its config and name."""
 
     index: int
     overrides: tuple[str, ...]
     cfg: DictConfig
+    name: str = ""  # the swept values, e.g. ``f=8 kl lr=1e-4`` (platform.orchestration.naming)
 
     @property
     def stages(self) -> list[str]:
@@ -37,7 +39,8 @@ def plan_trials(cfgs: Sequence[DictConfig], overrides: Sequence[Sequence[str]]) 
         except ConfigError as error:
             raise ConfigError(f"trial {index} ({' '.join(trial_overrides)}): {error}") from None
         plans.append(TrialPlan(index, tuple(trial_overrides), cfg))
-    return plans
+    names = trial_names([p.overrides for p in plans], [p.cfg for p in plans])
+    return [replace(plan, name=name) for plan, name in zip(plans, names)]
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -50,18 +53,18 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str
 
 
 def format_plan(plans: Sequence[TrialPlan]) -> str:
-    """The dry-run table: trial, f, regulariser, latent shape, stages."""
+    """The dry-run table: trial, f, regulariser, latent shape, stages, first stage, name."""
     rows = []
     for plan in plans:
         c, h, w = latent_shape(plan.cfg)
         fs = plan.cfg.first_stage
         rows.append(
-            [plan.index, fs.f, fs.regularizer, f"{h}x{w}x{c}", " -> ".join(plan.stages), fs.name]
+            [plan.index, fs.f, fs.regularizer, f"{h}x{w}x{c}", " -> ".join(plan.stages), fs.name, plan.name]
         )
     cfg = plans[0].cfg
     title = (
         f"experiment {cfg.experiment.name}, scale {cfg.scale.name}: "
         f"{len(plans)} trial{'s' if len(plans) != 1 else ''}"
     )
-    table = format_table(["trial", "f", "regulariser", "latent", "stages", "first stage"], rows)
+    table = format_table(["trial", "f", "regulariser", "latent", "stages", "first stage", "name"], rows)
     return f"{title}\n{table}"

@@ -8,6 +8,8 @@ so trials sharing a first stage wait on the same task.
 
 from __future__ import annotations
 
+import getpass
+import shlex
 import signal
 import sys
 import time
@@ -23,13 +25,16 @@ from evaluation.identity import identity_tag
 from platform.cluster import check_cluster_store, check_workers, joined_address, ray_init
 from platform.config.schema import Stage
 from platform.config.semantics import FIELDS, OPERATIONAL
+from platform.dashboard import DEFAULT_DASHBOARD, runs_view_url
 from platform.orchestration.keys import TrialKeys, digest, trial_keys
+from platform.orchestration.naming import swept_keys
 from platform.orchestration.plan import TrialPlan
 from platform.orchestration.progress import RemoteProgressBoard
 from platform.orchestration.provenance import git_commit
 from platform.orchestration.records import read_record, stage_dir
 from platform.orchestration.reuse import decide
-from platform.orchestration.render import ProgressPrinter, format_summary
+from platform.orchestration.display import REFRESH_S, make_display
+from platform.orchestration.render import format_summary
 from platform.orchestration.stage_functions import StageFunction
 from platform.orchestration.stage_task import StageSpec, describe_failure, remote_execute_stage
 from platform.orchestration.writer import start_writer
@@ -37,6 +42,14 @@ from platform.report import build_report
 from platform.training.paths import with_absolute_paths
 from platform.redaction import redact, redact_override, redact_text
 from platform.tracking import STALE_TAG, TrackingStore, TrackingUnavailable, flatten_config, resolve_tracking_uri
+
+
+# What the dashboard view shows: the comparable numbers, and for a swept config group the
+# params that tell its options apart.
+VIEW_METRICS = ("eval/fid", "eval/kid", "eval/precision", "eval/recall", "eval/n", "rec/rfid",
+                "perf/train_img_per_s", "perf/sample_img_per_s")
+GROUP_PARAMS = {"first_stage": ("first_stage.f", "first_stage.regularizer")}
+_STORE_KEYS = ("experiment=", "paths.", "tracking")
 
 
 class SweepSetupError(RuntimeError):
@@ -90,6 +103,15 @@ def refuse_collapsed_trials(trials: Sequence[Trial]) -> None:
                 f"that platform/config/semantics.py classifies as semantic.")
 
 
+def source_tags(commit: str) -> dict[str, str]:
+    """MLflow's own source tags (the Source and User columns); the commit without ``-dirty``."""
+    tags = {"mlflow.source.name": "platform/sweep.py", "mlflow.source.type": "LOCAL",
+            "mlflow.user": getpass.getuser()}
+    if commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit.removesuffix("-dirty")
+    return tags
+
+
 def _devices(stage: str, cfg: dict[str, Any]) -> float:
     if stage == Stage.eval.value:
         return max(1, cfg["eval"]["num_workers"])
@@ -123,6 +145,7 @@ class SweepRunner:
         self.cluster = first.cluster
         self.sweep_id = digest([self.experiment, [defining_overrides(p.overrides) for p in plans]])
         self.commit = git_commit()
+        self.source_tags = source_tags(self.commit)
 
     # -- before Ray ---------------------------------------------------------------
     def prepare(self) -> None:
@@ -142,23 +165,41 @@ class SweepRunner:
             raise SweepSetupError(str(error)) from None
 
     # -- runs ---------------------------------------------------------------------
-    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        return ray.get(self.writer.call.remote(name, *args, **kwargs))
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return ray.get(self.writer.call.remote(method, *args, **kwargs))
 
     def _open(self, name: str, identity: dict[str, str], parent: Optional[str] = None, **info: Any) -> str:
         """Reopen the run that ``identity`` names (a relaunch) or start it, then (re)set the
         descriptive ``info`` tags. Only identity finds a run: a rerun after a new commit
         must reopen, not duplicate."""
         run_id = self._call("open_run", self.experiment_id, name, identity, parent)
-        tags = {"git_commit": self.commit, "sweep_id": self.sweep_id, **{k: str(v) for k, v in info.items()}}
+        tags = {"git_commit": self.commit, "sweep_id": self.sweep_id, **self.source_tags,
+                **{k: str(v) for k, v in info.items()}}
         self._call("set_tags", run_id, tags)
         return run_id
 
+    def _log_datasets(self, run_id: str, trial: Trial) -> None:
+        """The trial's shards as MLflow dataset inputs: digest = the manifest's content id."""
+        from platform.data.manifest import load_manifest
+
+        for split, key in (("train", "train_shards"), ("eval", "eval_shards")):
+            location = trial.cfg["data"][key]
+            manifest = load_manifest(location)
+            self._call("log_dataset", run_id, name=manifest.name, digest=trial.dataset_ids[split],
+                       source=str(location), context=split, num_samples=manifest.num_samples)
+
     def open_runs(self) -> dict[str, tuple[str, Trial]]:
-        """Parent, trial and stage runs; returns stage key -> (stage, first trial needing it)."""
+        """Sweep, trial and stage runs; returns stage key -> (stage, first trial needing it).
+
+        Trial runs are top-level, so the dashboard's default table lists the trials with
+        their metrics; each links its sweep run (``sweep_run_id``), which holds the figures,
+        and the trial's stage runs are nested under it (a stage shared by several trials
+        sits under the first of them and is linked from the others).
+        """
         trial0 = self.trials[0]
-        self.parent_run = self._open(f"sweep-{self.sweep_id}", {"kind": "sweep", "sweep_id": self.sweep_id},
-                                     scale=trial0.cfg["scale"]["name"])
+        self.parent_run = self._open(f"sweep {self.experiment} {self.sweep_id[:8]}",
+                                     {"kind": "sweep", "sweep_id": self.sweep_id},
+                                     scale=trial0.cfg["scale"]["name"], trials=len(self.trials))
         overrides = {f"trial.{t.plan.index}": " ".join(map(redact_override, t.plan.overrides))
                      for t in self.trials}
         self._call("log_params", self.parent_run, overrides)
@@ -166,12 +207,13 @@ class SweepRunner:
         for trial in self.trials:
             config_hash = digest(trial.keys)
             trial.run_id = self._open(
-                f"trial-{trial.plan.index}-f{trial.cfg['first_stage']['f']}",
-                {"kind": "trial", "sweep_id": self.sweep_id, "trial_key": config_hash}, self.parent_run,
+                trial.plan.name, {"kind": "trial", "sweep_id": self.sweep_id, "trial_key": config_hash},
+                sweep_run_id=self.parent_run, trial_index=trial.plan.index,
                 config_hash=config_hash, dataset_id=trial.dataset_ids["train"])
             self._call("log_params", trial.run_id, flatten_config(trial.cfg))
             self._call("log_bytes", trial.run_id, yaml.safe_dump(redact(trial.cfg), sort_keys=False).encode(),
                        "config.yaml")
+            self._log_datasets(trial.run_id, trial)
             for stage in trial.plan.stages:
                 key = trial.keys[stage]
                 owners.setdefault(key, (stage, trial))
@@ -185,13 +227,15 @@ class SweepRunner:
                 self.stage_runs[key] = decision.record["run_id"]
                 continue
             identity = {"kind": "stage", "stage_key": key, "attempt": str(decision.attempt)}
-            self.stage_runs[key] = self._open(f"{stage}-{key[:8]}", identity, trial.run_id,
+            self.stage_runs[key] = self._open(f"{stage} {trial.plan.name}", identity, trial.run_id,
                                               stage=stage, config_hash=key)
             self._call("log_params", self.stage_runs[key],
                        flatten_config(trial.identity.payloads[stage]["config"]))
+            self._log_datasets(self.stage_runs[key], trial)
             if decision.replaced_run:
                 self._call("set_tags", decision.replaced_run, {STALE_TAG: "true", "replaced_by": self.stage_runs[key],
                                                                 "stale_reason": decision.reason[:500]})
+        self._share_view()
         for trial in self.trials:
             links = {f"{stage}_run_id": self.stage_runs[trial.keys[stage]] for stage in trial.plan.stages}
             links.update({f"{stage}_key": trial.keys[stage] for stage in trial.plan.stages})
@@ -206,6 +250,16 @@ class SweepRunner:
             if run.info.run_id not in current and run.data.tags.get(STALE_TAG) != "true":
                 self._call("set_tags", run.info.run_id, {STALE_TAG: "true",
                                                          "stale_reason": "its stage keys left the sweep"})
+
+    def _share_view(self) -> None:
+        """The dashboard view of this sweep: its trials ranked by FID, swept params and the
+        comparable metrics as columns (opened by ``runs_view_url(..., share_key=sweep_id)``)."""
+        params = []
+        for key in swept_keys([t.plan.overrides for t in self.trials]):
+            params += list(GROUP_PARAMS.get(key, (key,)))
+        self._call("share_runs_view", self.experiment_id, self.sweep_id,
+                   search_filter=f"tags.kind = 'trial' and tags.sweep_id = '{self.sweep_id}'",
+                   order_by_metric="eval/fid", metrics=list(VIEW_METRICS), params=params)
 
     # -- the graph ----------------------------------------------------------------
     def submit(self, owners: dict[str, tuple[str, Trial]]) -> dict[int, Any]:
@@ -232,11 +286,14 @@ class SweepRunner:
         return finals
 
     def wait(self, finals: dict[int, Any]) -> None:
-        printer = ProgressPrinter(self.trials)
+        display = make_display(self.trials)
         pending = list(finals.values())
-        while pending:
-            _, pending = ray.wait(pending, num_returns=len(pending), timeout=printer.interval_s)
-            printer.maybe_print(ray.get(self.board.snapshot.remote()))
+        try:
+            while pending:
+                _, pending = ray.wait(pending, num_returns=len(pending), timeout=REFRESH_S)
+                display.update(ray.get(self.board.snapshot.remote()))
+        finally:
+            display.close()
         for trial in self.trials:
             for stage in trial.plan.stages:
                 try:
@@ -246,9 +303,10 @@ class SweepRunner:
                     trial.error = trial.error or describe_failure(error)
                     break
 
-    def _log_trial_metrics(self, trial: Trial) -> None:
+    def _log_trial_results(self, trial: Trial) -> None:
         """Copy stage results onto the trial run, where the dashboard compares trials:
-        evaluation curves at their LDM steps (Fig. 6), then the final values. A result is
+        evaluation curves at their LDM steps (Fig. 6), the final values, the sample grid of
+        every evaluated step, and links to the checkpoints the numbers come from. A result is
         copied once: the tag ``copied.<stage>`` names the stage run it came from, so a rerun
         that reuses it logs nothing (MLflow would append a duplicate point)."""
         copied = self._call("run_tags", trial.run_id) or {}
@@ -273,12 +331,19 @@ class SweepRunner:
             final = {k: v for k, v in record.get("summary", {}).items() if k not in curve_keys}
             if final:
                 self._call("log_metrics", trial.run_id, final, step)
+            for grid in record.get("grids", []):
+                self._call("log_artifact", trial.run_id, str(Path(record["directory"]) / grid), "samples")
+            if record.get("checkpoint"):
+                tags.update({f"checkpoint.{stage}": record["checkpoint"],
+                             f"checkpoint.{stage}.step": str(record.get("step", 0))})
+                self._call("link_checkpoint", self.experiment_id, trial.run_id, name=f"{stage} {trial.plan.name}",
+                           path=record["checkpoint"], step=int(record.get("step", 0)))
             tags[f"copied.{stage}"] = origin
         self._call("set_tags", trial.run_id, tags)
 
     def finish(self) -> int:
         for trial in self.trials:
-            self._log_trial_metrics(trial)
+            self._log_trial_results(trial)
             self._call("end_run", trial.run_id, "FAILED" if trial.error else "FINISHED")
         failed = [t for t in self.trials if t.error]
         table = format_summary(self.trials, self.work_dir)
@@ -291,14 +356,26 @@ class SweepRunner:
         if failures:
             print(f"warning: {len(failures)} MLflow writes failed, first: {failures[0]}", file=sys.stderr)
         self._call("end_run", self.parent_run, "FAILED" if failed else "FINISHED")
-        print(f"report: {report_dir}\nMLflow: mlflow ui --backend-store-uri {redact_text(self.uri)}")
+        print(self._where(report_dir))
         return 1 if failed else 0
+
+    def _where(self, report_dir: Path) -> str:
+        """Where to look next: the report folder, and the dashboard's runs view."""
+        # Only the overrides that choose the store and experiment matter to the dashboard.
+        common = [o for o in self.trials[0].plan.overrides if o.lstrip("+").startswith(_STORE_KEYS)
+                  and all(o in t.plan.overrides for t in self.trials)]
+        if self.uri.startswith(("http://", "https://")):
+            url = runs_view_url(redact_text(self.uri), self.experiment_id, self.sweep_id)
+            return f"report:    {report_dir}\ndashboard: {url}"
+        return (f"report:    {report_dir}\n"
+                f"dashboard: python -m platform.dashboard {' '.join(shlex.quote(o) for o in common)}\n"
+                f"           then open {runs_view_url(DEFAULT_DASHBOARD, self.experiment_id, self.sweep_id)}")
 
     def run(self) -> int:
         self.prepare()
-        try:
+        try:  # stage output goes to each stage's stage.log, not to this screen
             ray_init(self.cluster.address, num_cpus=self.cluster.num_cpus, num_gpus=self.cluster.num_gpus,
-                     object_store_memory=self.cluster.object_store_memory)
+                     object_store_memory=self.cluster.object_store_memory, log_to_driver=False)
         except ValueError as error:  # resources given while RAY_ADDRESS joins a cluster
             raise SweepSetupError(str(error)) from None
         check_workers()

@@ -4,7 +4,9 @@
 finished records of the stages it consumes, and the returned fields join the stage's
 record: ``checkpoint``, ``step``, ``summary`` (metric name -> value, shown in the sweep
 summary and copied onto the trial run), ``unavailable`` (metric -> reason) and, for
-evaluation, ``curve`` (metrics at each evaluated LDM step, for Fig. 6).
+evaluation, ``curve`` (metrics at each evaluated LDM step, for Fig. 6) and ``grids``
+(a sample-grid PNG per evaluated step, relative to the stage directory; logged on the
+trial run too).
 Heavy imports stay inside the functions: the orchestrator imports this module.
 """
 
@@ -63,7 +65,7 @@ def evaluation(cfg: DictConfig, directory: Path, reporter: Reporter, upstream: l
     cache_dir = Path(cfg.paths.work_dir) / "cache"
     asset = resolve_inception(cfg.eval.inception_weights)  # the weights the workers resolve too
     detector = {"sha256": asset.sha256, "source": asset.source}
-    curve, unavailable, identities = [], {}, {}
+    curve, unavailable, identities, grids = [], {}, {}, []
     for index, checkpoint in enumerate(checkpoints):
         reporter.progress(index, len(checkpoints))
         metrics: dict[str, float] = {}
@@ -83,9 +85,11 @@ def evaluation(cfg: DictConfig, directory: Path, reporter: Reporter, upstream: l
         step = checkpoint_step(checkpoint)
         reporter.metrics(metrics, step)
         curve.append({"step": step, "metrics": metrics})
+        grid = sample_grid(checkpoint, cfg, directory / "samples" / f"step_{step:08d}.png", reporter)
+        grids.append(str(grid.relative_to(directory)))  # records hold paths relative to their stage directory
     reporter.progress(len(checkpoints), len(checkpoints))
     return {"step": curve[-1]["step"], "curve": curve, "summary": curve[-1]["metrics"], "unavailable": unavailable,
-            "detector": detector, "identities": identities}
+            "detector": detector, "identities": identities, "grids": grids}
 
 
 def _identity(cfg: DictConfig, checkpoint_id: str, detector_sha256: str, result: Any) -> str:
@@ -101,6 +105,28 @@ def _identity(cfg: DictConfig, checkpoint_id: str, detector_sha256: str, result:
         checkpoint_id=checkpoint_id, eval_settings=eval_settings(cfg, result.settings.steps),
         detector_sha256=detector_sha256, reference_id=reference.dataset_id, num_samples=result.num_samples,
         num_ref=min(result.num_samples, reference.num_samples) if needs_reference else 0, seeds=[cfg.eval.seed])
+
+
+
+def sample_grid(checkpoint: Path, cfg: DictConfig, path: Path, reporter: Reporter) -> Path:
+    """The first 16 evaluation samples of ``checkpoint`` at the headline setting, as a PNG grid
+    at ``path`` (same seeds as the evaluation, so these are images the metrics saw)."""
+    from platform.ldm.evaluate import LdmSampleSource, SamplerSettings
+    from platform.ldm.pipeline import image_grid
+    from platform.ldm.train import GRID_SAMPLES
+    from platform.tracking import png_bytes
+
+    ev = cfg.eval
+    settings = SamplerSettings(sampler=ev.sampler, steps=int(ev.sampling_steps[0]), eta=float(ev.eta),
+                               guidance_scale=float(ev.guidance_scale), seed=int(ev.seed))
+    count = min(GRID_SAMPLES, ev.num_samples)
+    grid = image_grid(LdmSampleSource(checkpoint, settings, count, batch_size=ev.batch_size).images(range(count)))
+    reporter.image(grid, f"samples/{path.name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(png_bytes(grid))
+    tmp.replace(path)  # a grid on disk is always whole
+    return path
 
 
 def checkpoint_step(checkpoint: Path) -> int:

@@ -16,7 +16,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from platform.tracking import TrackingStore
 
-_FORWARDED = ("log_metrics", "log_bytes", "log_artifact", "set_tags", "log_params", "end_run")
+_FORWARDED = ("log_metrics", "log_bytes", "log_artifact", "set_tags", "log_params", "end_run", "log_dataset",
+              "link_checkpoint")
 
 
 class TrackingWriter(TrackingStore):
@@ -39,9 +40,9 @@ class TrackingWriter(TrackingStore):
 
         return guarded
 
-    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Run any store method (the driver's synchronous calls go through here)."""
-        return getattr(self, name)(*args, **kwargs)
+        return getattr(self, method)(*args, **kwargs)
 
     def write_failures(self) -> list[str]:
         return list(self.failures)

@@ -68,3 +68,24 @@ def test_fashion_mnist_cli_as_the_makefile_calls_it(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "10000 samples, 10 shards" in result.stdout
     assert run_module("platform.data", "verify", str(out), timeout=600).returncode == 0
+
+
+def test_flat_folder_builds_as_an_unconditional_dataset(tmp_path, capsys):
+    from PIL import Image
+
+    root = tmp_path / "faces"
+    root.mkdir()
+    for i in range(5):
+        Image.new("RGB", (20, 20), (40 * i, 10, 200)).save(root / f"{i:03d}.png")
+    out = tmp_path / "out"
+    assert main(["build", "folder", "--path", str(root), "--out", str(out), "--size", "16", "--quiet"]) == 0
+    assert "5 samples" in capsys.readouterr().out
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["class_names"] == ["faces"] and manifest["options"]["unconditional"] is True
+    assert main(["info", str(out)]) == 0
+    assert "none: unconditional (a flat image folder" in capsys.readouterr().out
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["build", "folder", "--path", str(empty), "--out", str(tmp_path / "o2"), "--quiet"]) == 1
+    assert "no images, neither in class sub-folders" in capsys.readouterr().err

@@ -47,7 +47,8 @@ def test_downsample_factor_smoke_sweep_records_everything_and_reruns_cached(tmp_
     (parent,) = _runs(store, exp, kind="sweep")
     trials = _runs(store, exp, kind="trial")
     assert sorted(int(t.data.params["first_stage.f"]) for t in trials) == [1, 2, 4, 8, 16, 32]
-    assert all(t.data.tags[PARENT_TAG] == parent.info.run_id for t in trials)
+    # Trials are top-level (the default table lists them), linked to their sweep run by tag.
+    assert all(t.data.tags["sweep_run_id"] == parent.info.run_id and PARENT_TAG not in t.data.tags for t in trials)
     assert len(_runs(store, exp, kind="stage", stage="first_stage")) == 5  # f=1 trains nothing
     assert len(_runs(store, exp, kind="stage", stage="ldm")) == 6
     assert len(_runs(store, exp, kind="stage", stage="eval")) == 6

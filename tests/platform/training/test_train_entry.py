@@ -25,3 +25,12 @@ def test_identity_needs_no_first_stage_training(tiny_shards, tmp_path, capsys):
 def test_ldm_stage_asks_for_its_first_stage_first(tiny_shards, tmp_path, capsys):
     assert run_stage(_cfg(tiny_shards, tmp_path, "stage=ldm", "first_stage=kl_f8")) == 2
     assert "stage=first_stage with the same overrides" in capsys.readouterr().err
+
+
+def test_help_describes_platform_train_not_the_sweep():
+    from tests.conftest import run_module
+
+    out = run_module("platform.train", "--help", timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("platform.train: train one stage")
+    assert "python -m platform.train stage=first_stage" in out.stdout and "platform.sweep:" not in out.stdout
