@@ -95,7 +95,13 @@ class TrackingStore:
             location = None
             if artifact_root is not None and not self.uri.startswith(("http://", "https://")):
                 location = (Path(artifact_root) / name).resolve().as_uri()
-            return self.client.create_experiment(name, artifact_location=location)
+            try:
+                return self.client.create_experiment(name, artifact_location=location)
+            except Exception:  # another process created it first (two jobs started at once)
+                found = self.client.get_experiment_by_name(name)
+                if found is None:
+                    raise
+                return found.experiment_id
         except Exception as error:  # noqa: BLE001 - any client failure means unusable store
             hint = (
                 "start it (mlflow server --host 127.0.0.1 --port PORT) or use tracking=local"
@@ -217,6 +223,21 @@ class TrackingStore:
 
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, key))
+
+    def get_run(self, run_id: str) -> Any:
+        """The run (``info``, ``data.tags``, ``data.metrics``: latest value of each metric)."""
+        return self.client.get_run(run_id)
+
+    def experiment_name(self, experiment_id: str) -> str:
+        return self.client.get_experiment(experiment_id).name
+
+    def metric_entries(self, run_id: str, key: str) -> list[tuple[int, int, float]]:
+        """Every logged value of ``key`` as ``(step, timestamp_ms, value)``, by step, then time."""
+        return sorted((m.step, m.timestamp, m.value) for m in self.client.get_metric_history(run_id, key))
+
+    def alias_run_id(self, model: str, alias: str) -> str:
+        """The run that produced the registered model version ``model@alias``."""
+        return self.client.get_model_version_by_alias(model, alias).run_id
 
     def runs(self, experiment_name: str, filter_string: str = "") -> list[Any]:
         """All runs of an experiment matching ``filter_string`` (newest first)."""

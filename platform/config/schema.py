@@ -95,6 +95,13 @@ class Stage(str, Enum):
     eval = "eval"
 
 
+class NightlyPolicy(str, Enum):
+    """Which unevaluated checkpoints of a run the nightly job evaluates."""
+
+    newest = "newest"  # only the run's newest complete checkpoint
+    all = "all"  # every complete checkpoint not evaluated yet
+
+
 @dataclass
 class TrainConfig:
     """Optimisation budget shared by both training stages."""
@@ -263,6 +270,41 @@ class SweepConfig:
 
 
 @dataclass
+class ChampionConfig:
+    """A pinned baseline that nightly results are also compared with (none by default)."""
+
+    model_alias: Optional[str] = None  # "registered-model-name@alias": that version's run
+    run_tag: Optional[str] = None  # "key=value": the newest run carrying this tag
+
+
+@dataclass
+class NightlyConfig:
+    """``python -m platform.nightly`` (conf/nightly/): what to evaluate each night."""
+
+    experiments: List[str] = field(default_factory=list)  # empty: experiment.name
+    policy: str = NightlyPolicy.newest.value
+    always_final: bool = True  # a finished run's final checkpoint goes first and is never cut by the budget
+    max_checkpoints: int = 0  # 0: no limit
+    max_minutes: float = 0.0  # 0: no limit; checked before each checkpoint starts
+    since: Optional[str] = None  # ISO date/time: only runs with a checkpoint written since then
+    tags: Dict[str, str] = field(default_factory=dict)  # MLflow tags a trial run must carry
+    regression_metrics: List[str] = field(default_factory=lambda: ["fid", "kid", "precision", "recall"])
+    champion: ChampionConfig = field(default_factory=ChampionConfig)
+    run_experiment: str = "nightly"  # MLflow experiment holding one run per night
+    state_dir: Optional[str] = None  # leases and the night's rows; None: <paths.work_dir>/nightly
+
+
+@dataclass
+class EvaluateConfig:
+    """``python -m platform.evaluate``: which LDM checkpoints (set exactly one)."""
+
+    checkpoint: Optional[str] = None  # one checkpoint directory (.../checkpoints/step-NNNNNNNN)
+    stage_key: Optional[str] = None  # every checkpoint of LDM stage <paths.work_dir>/stages/ldm/<key>
+    run_id: Optional[str] = None  # every checkpoint of the LDM a trial (or LDM stage) run points at
+    force: bool = False  # evaluate again even if this evaluation identity is already logged
+
+
+@dataclass
 class PathsConfig:
     data_dir: str = "data"  # relative paths resolve against the launch directory
     work_dir: str = "runs"
@@ -280,5 +322,7 @@ class Config:
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    nightly: NightlyConfig = field(default_factory=NightlyConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     seed: int = 0
     stage: Optional[str] = None  # Stage; ``python -m platform.train stage=...``

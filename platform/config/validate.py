@@ -35,6 +35,7 @@ _MODES: dict[str, type[Enum]] = {
     "ldm.diffusion.beta_schedule": schema.BetaSchedule,
     "first_stage.train.precision": schema.Precision,
     "ldm.train.precision": schema.Precision,
+    "nightly.policy": schema.NightlyPolicy,
 }
 _KNOWN_METRICS = ("fid", "kid", "pr", "is")
 _KEY_PREFIX = re.compile(r"[0-9a-f]{4,16}")

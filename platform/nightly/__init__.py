@@ -1,0 +1,1 @@
+"""Scheduled nightly evaluations (``python -m platform.nightly``; README "Nightly evaluations")."""
