@@ -282,7 +282,7 @@ class NightlyConfig:
     """``python -m platform.nightly`` (conf/nightly/): what to evaluate each night."""
 
     experiments: List[str] = field(default_factory=list)  # empty: experiment.name
-    policy: str = NightlyPolicy.newest.value
+    policy: str = NightlyPolicy.all.value
     always_final: bool = True  # a finished run's final checkpoint goes first and is never cut by the budget
     max_checkpoints: int = 0  # 0: no limit
     max_minutes: float = 0.0  # 0: no limit; checked before each checkpoint starts

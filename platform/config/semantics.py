@@ -129,6 +129,12 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "sweep.stages": OPERATIONAL,
     "sweep.max_concurrent_trials": OPERATIONAL,
     "sweep.rerun": OPERATIONAL,
+    # nightly job and platform.evaluate: which checkpoints, when, compared with what;
+    # how a checkpoint is evaluated is eval.* (its identity), never these.
+    **{f"nightly.{name}": OPERATIONAL for name in (
+        "experiments", "policy", "always_final", "max_checkpoints", "max_minutes", "since", "tags",
+        "regression_metrics", "champion.model_alias", "champion.run_tag", "run_experiment", "state_dir")},
+    **{f"evaluate.{name}": OPERATIONAL for name in ("checkpoint", "stage_key", "run_id", "force")},
     "paths.data_dir": OPERATIONAL,
     "paths.work_dir": OPERATIONAL,
     "seed": TRAINING,  # weight init and data order; evaluation has eval.seed

@@ -99,17 +99,15 @@ def _process(store: Any, candidate: Candidate, get_context: Callable[[DictConfig
     return outcome, S.row(target.experiment, target.name, outcome, previous, found)
 
 
-def _record_night(store: Any, cfg: DictConfig, scope: str, date: str, rows: list[dict[str, Any]],
-                  tonight_rows: list[dict[str, Any]]) -> str:
-    """Open (or reopen) the night's run and log the summary; returns its id."""
-    from platform.orchestration.runner import _git_commit
-    from platform.training.paths import with_absolute_paths
+def _record_night(store: Any, cfg: DictConfig, scope: str, date: str, rows: list[dict[str, Any]]) -> str:
+    """Open (or reopen) the night's run and log the summary of all its ``rows``; returns its id."""
+    from platform.orchestration.provenance import git_commit
 
-    work_dir = Path(with_absolute_paths(cfg).paths.work_dir)
+    work_dir = Path(cfg.paths.work_dir)
     experiment_id = store.ensure_experiment(cfg.nightly.run_experiment, artifact_root=work_dir / "mlartifacts")
     run_id = store.open_run(experiment_id, f"nightly-{date}", {"kind": "nightly", "date": date, "nightly_scope": scope})
     regressions = [r for r in rows if r["regression"]]
-    store.set_tags(run_id, {"git_commit": _git_commit(), "experiments": ",".join(sorted({r["experiment"] for r in rows})),
+    store.set_tags(run_id, {"git_commit": git_commit(), "experiments": ",".join(sorted({r["experiment"] for r in rows})),
                             "regressions": str(len(regressions))})
     counts = {f"nightly/{status}": sum(r["status"] == status for r in rows)
               for status in ("evaluated", "done", "busy", "deferred", "skipped", "failed")}
@@ -161,7 +159,7 @@ def run_nightly(cfg: DictConfig, overrides: Sequence[str]) -> int:
     print(f"[nightly {date}] {len(targets)} runs, {len(candidates)} checkpoints to look at "
           f"(policy {cfg.nightly.policy})", flush=True)
     budget, get_context, lease_dir = _Budget(cfg.nightly, started), _contexts(), lease_directory(cfg)
-    rows = []
+    rows, done = [], 0
     for candidate in candidates:
         if tracking_error:
             outcome = Outcome(candidate.checkpoint, candidate.step, "failed", f"tracking unavailable: {tracking_error}"[:300])
@@ -169,25 +167,25 @@ def run_nightly(cfg: DictConfig, overrides: Sequence[str]) -> int:
         else:
             outcome, row = _process(store, candidate, get_context, lease_dir, budget, list(cfg.nightly.regression_metrics),
                                     champion, date)
+        if outcome.status == "done":  # the common case on a quiet night: counted, not listed
+            done += 1
+            continue
         rows.append(row)
-        if outcome.status != "done":
-            print(f"  {outcome.status:9s} {row['run']} step {outcome.step}: "
-                  f"{row['regression'] or outcome.reason or 'fid=' + S.cell('fid', row['fid'])}", flush=True)
-    scope = digest([sorted(cfg.nightly.experiments) or [cfg.experiment.name], sorted(sweep_overrides(overrides))])
-    state_dir = lease_dir.parent
-    night = S.append_rows(state_dir / "nights" / f"{date}-{scope}.jsonl", rows)
-    if tracking_error is None:
-        try:
-            run_id = _record_night(store, cfg, scope, date, night, rows)
-            print(f"[nightly {date}] summary logged to run {run_id} (experiment {cfg.nightly.run_experiment})")
-        except Exception as error:  # noqa: BLE001 - the summary stays in the state directory
-            print(f"warning: could not log the night's summary: {type(error).__name__}: {error}", file=sys.stderr)
-    evaluated = [r for r in rows if r["status"] == "evaluated"]
+        print(f"  {outcome.status:9s} {row['run']} step {outcome.step}: "
+              f"{row['regression'] or outcome.reason or 'fid=' + S.cell('fid', row['fid'])}", flush=True)
     if rows:
+        scope = digest([sorted(cfg.nightly.experiments) or [cfg.experiment.name], sorted(sweep_overrides(overrides))])
+        night = S.append_rows(lease_dir.parent / "nights" / f"{date}-{scope}.jsonl", rows)
         print(S.as_text(rows))
-    done = sum(r["status"] == "done" for r in rows)
-    print(f"[nightly {date}] evaluated {len(evaluated)}, already evaluated {done}, "
-          f"in {time.time() - started:.1f} s" + ("; nothing new" if not evaluated else ""))
+        if tracking_error is None:
+            try:
+                run_id = _record_night(store, cfg, scope, date, night)
+                print(f"[nightly {date}] summary logged to run {run_id} (experiment {cfg.nightly.run_experiment})")
+            except Exception as error:  # noqa: BLE001 - the summary stays in the state directory
+                print(f"warning: could not log the night's summary: {type(error).__name__}: {error}", file=sys.stderr)
+    evaluated = sum(r["status"] == "evaluated" for r in rows)
+    print(f"[nightly {date}] evaluated {evaluated}, already evaluated {done}, other {len(rows) - evaluated}, "
+          f"in {time.time() - started:.1f} s" + ("; nothing new" if not rows else ""))
     if any(r["regression"] for r in rows):
         return EXIT_REGRESSION
     return EXIT_FAILURES if any(r["status"] in ("skipped", "failed") for r in rows) else EXIT_OK
