@@ -22,7 +22,6 @@ from omegaconf import DictConfig
 from evaluation.assets import ResolvedAsset, resolve_inception
 from evaluation.detector import detector_hash
 from evaluation.identity import eval_settings, evaluation_identity, identity_tag
-from evaluation.reference import reference_key
 from platform.checkpoint import CheckpointError, verify_checkpoint
 from platform.leases import holder, lease
 from platform.orchestration.stage_functions import checkpoint_step
@@ -42,49 +41,54 @@ def lease_directory(cfg: DictConfig) -> Path:
     return Path(cfg.nightly.state_dir or Path(cfg.paths.work_dir) / "nightly").resolve() / "leases"
 
 
+def checkpoint_identities(cfg: DictConfig, checkpoint_id: str, detector_sha256: str) -> dict[int, str]:
+    """Sampling steps -> evaluation identity of one checkpoint, for each ``eval.sampling_steps``.
+
+    The conventions every evaluator shares (``evaluation.identity``): the reference id is
+    the reference shards' content id, N_ref what the workers use (min(N, reference size);
+    0 when no metric needs a reference), the seeds ``[eval.seed]``.
+
+    Raises:
+        platform.data.manifest.DataError: the reference shards have no manifest.
+    """
+    from platform.data.manifest import load_manifest
+
+    ev = cfg.eval
+    reference = load_manifest(cfg.data.train_shards if ev.reference_split == "train" else cfg.data.eval_shards)
+    needs_reference = any(m in ev.metrics for m in ("fid", "kid", "pr"))
+    num_ref = min(int(ev.num_samples), reference.num_samples) if needs_reference else 0
+    return {int(steps): evaluation_identity(
+        checkpoint_id=checkpoint_id, eval_settings=eval_settings(cfg, int(steps)), detector_sha256=detector_sha256,
+        reference_id=reference.dataset_id, num_samples=int(ev.num_samples), num_ref=num_ref, seeds=[int(ev.seed)])
+        for steps in ev.sampling_steps}
+
+
 @dataclass(frozen=True)
 class EvalContext:
-    """What every checkpoint evaluated by one job shares: settings, detector, reference.
+    """What every checkpoint evaluated by one job shares: the config and the detector.
 
     Attributes:
         cfg: resolved config with absolute paths; its ``eval`` and ``data`` sections say
             how to sample and what to compare with.
         asset: the Inception weights (their sha256 enters the identity).
-        reference_id: key of the reference statistics (dataset, split, N_ref, detector).
-        num_ref: N_ref.
         cache_dir: where reference statistics are cached.
     """
 
     cfg: DictConfig
     asset: ResolvedAsset
-    reference_id: str
-    num_ref: int
     cache_dir: Path
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> "EvalContext":
-        """Resolve the detector and the reference source named by ``cfg`` (no images read).
+        """Resolve the detector ``cfg`` names.
 
         Raises:
             evaluation.assets.AssetUnavailable: no Inception weights (says how to get them).
-            platform.data.manifest.DataError: the reference shards have no manifest.
         """
-        from evaluation.sources import ShardSource
-
-        ev = cfg.eval
-        asset = resolve_inception(ev.inception_weights)
-        real = ShardSource(cfg.data.train_shards if ev.reference_split == "train" else cfg.data.eval_shards)
-        num_ref = min(int(ev.num_samples), len(real))  # as evaluation.workers.evaluate chooses it
-        return cls(cfg, asset, reference_key(real.cache_key(), num_ref, detector_hash(asset)), num_ref,
-                   Path(cfg.paths.work_dir) / "cache")
+        return cls(cfg, resolve_inception(cfg.eval.inception_weights), Path(cfg.paths.work_dir) / "cache")
 
     def identities(self, checkpoint_id: str) -> dict[int, str]:
-        """Sampling steps -> evaluation identity, for each ``eval.sampling_steps`` entry."""
-        ev = self.cfg.eval
-        return {int(steps): evaluation_identity(
-            checkpoint_id=checkpoint_id, eval_settings=eval_settings(self.cfg, int(steps)),
-            detector_sha256=self.asset.sha256, reference_id=self.reference_id, num_samples=int(ev.num_samples),
-            num_ref=self.num_ref, seeds=[int(ev.seed)]) for steps in ev.sampling_steps}
+        return checkpoint_identities(self.cfg, checkpoint_id, self.asset.sha256)
 
 
 @dataclass
@@ -129,20 +133,22 @@ def owning_runs(store: TrackingStore, experiment: str, stage_dir: Path) -> list[
     """Runs of ``experiment`` that own the LDM in ``stage_dir``, creating one if none does.
 
     The trial runs whose ``ldm_key`` tag names it (the dashboard compares those); else
-    the LDM stage run, found by the identity tags a sweep opens it with, or started with
-    them (a later sweep then reuses it instead of duplicating it).
+    the LDM stage run of its current attempt, found by the identity tags that a sweep and
+    ``platform.train`` open it with, or started with them (they then reuse it).
     """
+    from platform.orchestration.records import discarded_count
+
     key = stage_dir.name
     trials = store.runs(experiment, f"tags.kind = 'trial' and tags.ldm_key = '{key}'")
     if trials:
         return [run.info.run_id for run in trials]
     experiment_id = store.ensure_experiment(experiment, artifact_root=stage_dir.parents[2] / "mlartifacts")
-    identity = {"kind": "stage", "stage_key": key}
+    identity = {"kind": "stage", "stage_key": key, "attempt": str(discarded_count(stage_dir))}
     run_id = store.find_run(experiment_id, identity)
     if run_id is None:
         run_id = store.start_run(experiment_id, f"{STAGE_LDM}-{key[:8]}", identity)
-        store.set_tags(run_id, {"stage": STAGE_LDM, "config_hash": key, "stage_dir": str(stage_dir)})
-        store.end_run(run_id, "FINISHED")  # it only holds evaluations; training logs locally
+        store.set_tags(run_id, {"stage": STAGE_LDM, "config_hash": key})
+        store.end_run(run_id, "FINISHED")  # it holds evaluations only; training reopens it
     return [run_id]
 
 

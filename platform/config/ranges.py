@@ -111,6 +111,8 @@ RANGES: dict[str, Range] = {
     "cluster.num_gpus": Range(0, integer=True, optional=True),
     "cluster.object_store_memory": Range(1, integer=True, optional=True),
     "sweep.max_concurrent_trials": COUNT,
+    "nightly.max_checkpoints": COUNT,  # 0: no limit
+    "nightly.max_minutes": NON_NEGATIVE,  # 0: no limit
     "seed": COUNT,
 }
 # Lists of sizes: every element a positive integer; the first group needs at least one.

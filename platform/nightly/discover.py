@@ -97,7 +97,7 @@ def discover_targets(cfg: DictConfig, overrides: Sequence[str], store: Any) -> l
         ConfigError: an unknown experiment or a bad filter.
         platform.data.manifest.DataError: a trial's shards have no manifest.
     """
-    from platform.orchestration.keys import dataset_ids, stage_keys
+    from platform.orchestration.keys import trial_keys
     from platform.orchestration.records import stage_dir
 
     since = parse_since(cfg.nightly.since)
@@ -111,7 +111,7 @@ def discover_targets(cfg: DictConfig, overrides: Sequence[str], store: Any) -> l
         work_dir = trials[0].paths.work_dir
         for trial in trials:
             container = OmegaConf.to_container(trial, resolve=True)
-            key = stage_keys(container, dataset_ids(container["data"]))["ldm"]
+            key = trial_keys(container, ["ldm"]).keys["ldm"]
             targets.setdefault((experiment, key), RunTarget(experiment, key, stage_dir(work_dir, "ldm", key), trial))
         for run in store.runs(experiment, "tags.kind = 'trial'") if store is not None else []:
             key = run.data.tags.get("ldm_key")
