@@ -97,18 +97,9 @@ def run_evaluate(cfg: DictConfig) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from platform.config.compose import compose_config
+    from platform.config.compose import run_command_line
 
-    args = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in args):
-        print(__doc__)
-        return EXIT_OK
-    try:
-        cfg = compose_config(args)
-    except Exception as error:  # noqa: BLE001 - Hydra's composition errors name the bad override
-        print(f"config error: {error}", file=sys.stderr)
-        return EXIT_SETUP
-    return run_evaluate(cfg)
+    return run_command_line(__doc__, lambda cfg, _: run_evaluate(cfg), argv)
 
 
 if __name__ == "__main__":

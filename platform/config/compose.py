@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import sys
+from typing import Callable, Optional, Sequence
 
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -39,3 +40,18 @@ def expand_sweep(overrides: Sequence[str] = ()) -> list[list[str]]:
 def compose_trials(overrides: Sequence[str] = ()) -> list[DictConfig]:
     """The composed config of every trial of the sweep that ``overrides`` describe."""
     return [compose_config(trial) for trial in expand_sweep(overrides)]
+
+
+def run_command_line(doc: str, run: Callable[[DictConfig, list[str]], int], argv: Optional[Sequence[str]] = None) -> int:
+    """A ``python -m`` entry point taking Hydra overrides: ``--help`` prints ``doc``; otherwise
+    the config is composed and ``run(cfg, overrides)`` returns the exit code (2: bad overrides)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in args):
+        print(doc)
+        return 0
+    try:
+        cfg = compose_config(args)
+    except Exception as error:  # noqa: BLE001 - Hydra's composition errors name the bad override
+        print(f"config error: {error}", file=sys.stderr)
+        return 2
+    return run(cfg, args)

@@ -23,19 +23,10 @@ from typing import Optional, Sequence
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from platform.config.compose import compose_config
-    from platform.nightly.job import EXIT_OK, EXIT_SETUP, run_nightly
+    from platform.config.compose import run_command_line
+    from platform.nightly.job import run_nightly
 
-    args = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in args):
-        print(__doc__)
-        return EXIT_OK
-    try:
-        cfg = compose_config(args)
-    except Exception as error:  # noqa: BLE001 - Hydra's composition errors name the bad override
-        print(f"config error: {error}", file=sys.stderr)
-        return EXIT_SETUP
-    return run_nightly(cfg, args)
+    return run_command_line(__doc__, run_nightly, argv)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def night(tmp_path_factory, tiny_shards) -> SimpleNamespace:
     # Smoke lr is 2e-4: that trial is also found from the experiment's own trials; the 3e-4 one
     # only through its MLflow trial run (a trial added on an earlier sweep's command line).
     out = run_module("platform.sweep", f"+experiment={EXPERIMENT}", "first_stage=identity", "ldm.train.lr=2e-4,3e-4",
-                     "sweep.stages=[ldm]", "cluster.num_cpus=2", *common, timeout=900)
+                     "sweep.stages=[first_stage,ldm]", "cluster.num_cpus=2", *common, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     store = TrackingStore(f"sqlite:///{work / 'mlflow.db'}")
     trials = sorted(store.runs(EXPERIMENT, "tags.kind = 'trial'"), key=lambda r: r.data.params["ldm.train.lr"])
