@@ -139,7 +139,8 @@ def owning_runs(store: TrackingStore, experiment: str, stage_dir: Path) -> list[
     from platform.orchestration.records import discarded_count
 
     key = stage_dir.name
-    trials = store.runs(experiment, f"tags.kind = 'trial' and tags.ldm_key = '{key}'")
+    trials = [run for run in store.runs(experiment, f"tags.kind = 'trial' and tags.ldm_key = '{key}'")
+              if run.data.tags.get("stale") != "true"]  # a trial whose keys left its sweep
     if trials:
         return [run.info.run_id for run in trials]
     experiment_id = store.ensure_experiment(experiment, artifact_root=stage_dir.parents[2] / "mlartifacts")

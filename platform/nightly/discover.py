@@ -114,7 +114,7 @@ def discover_targets(cfg: DictConfig, overrides: Sequence[str], store: Any) -> l
             key = trial_keys(container, ["ldm"]).keys["ldm"]
             targets.setdefault((experiment, key), RunTarget(experiment, key, stage_dir(work_dir, "ldm", key), trial))
         for run in store.runs(experiment, "tags.kind = 'trial'") if store is not None else []:
-            key = run.data.tags.get("ldm_key")
+            key = None if run.data.tags.get("stale") == "true" else run.data.tags.get("ldm_key")
             if key and (experiment, key) not in targets and stage_dir(work_dir, "ldm", key).is_dir():
                 targets[(experiment, key)] = RunTarget(experiment, key, stage_dir(work_dir, "ldm", key), trials[0])
             if (experiment, key) in targets:

@@ -175,12 +175,12 @@ def run_nightly(cfg: DictConfig, overrides: Sequence[str]) -> int:
               f"{row['regression'] or outcome.reason or 'fid=' + S.cell('fid', row['fid'])}", flush=True)
     if rows:
         scope = digest([sorted(cfg.nightly.experiments) or [cfg.experiment.name], sorted(sweep_overrides(overrides))])
-        night = S.append_rows(lease_dir.parent / "nights" / f"{date}-{scope}.jsonl", rows)
         print(S.as_text(rows))
-        if tracking_error is None:
+        with S.night_file(lease_dir.parent / "nights" / f"{date}-{scope}.jsonl", rows) as night:
             try:
-                run_id = _record_night(store, cfg, scope, date, night)
-                print(f"[nightly {date}] summary logged to run {run_id} (experiment {cfg.nightly.run_experiment})")
+                if tracking_error is None:
+                    run_id = _record_night(store, cfg, scope, date, night)
+                    print(f"[nightly {date}] summary logged to run {run_id} (experiment {cfg.nightly.run_experiment})")
             except Exception as error:  # noqa: BLE001 - the summary stays in the state directory
                 print(f"warning: could not log the night's summary: {type(error).__name__}: {error}", file=sys.stderr)
     evaluated = sum(r["status"] == "evaluated" for r in rows)

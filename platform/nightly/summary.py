@@ -1,18 +1,19 @@
 """The night's summary table: one row per checkpoint looked at, kept across invocations.
 
-Rows are appended (under a lock) to ``<state_dir>/nights/<date>-<scope>.jsonl``, so a
-second invocation the same night, or two at once, add to one table; the CSV and
-Markdown views are rebuilt from all of the night's rows and logged to the nightly run.
+Rows are appended to ``<state_dir>/nights/<date>-<scope>.jsonl`` under the night's lock,
+so a second invocation the same night, or two at once, add to one table (and one MLflow
+run); the CSV and Markdown views are rebuilt from all of the night's rows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fcntl
 import io
 import json
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from platform.orchestration.plan import format_table
 
@@ -33,8 +34,10 @@ def row(experiment: str, run: str, outcome: Any, previous: Mapping[str, float] |
             "checkpoint": str(outcome.checkpoint)}
 
 
-def append_rows(path: Path, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Append ``rows`` to the night's file and return every row of the night (atomic per call)."""
+@contextlib.contextmanager
+def night_file(path: Path, rows: Sequence[Mapping[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Append ``rows`` to the night's file and yield all of the night's rows, holding the
+    night's exclusive lock until the block ends (so two jobs record the night one at a time)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -43,7 +46,7 @@ def append_rows(path: Path, rows: Sequence[Mapping[str, Any]]) -> list[dict[str,
                 handle.write(json.dumps(item, default=str) + "\n")
             handle.flush()
             handle.seek(0)
-            return [json.loads(line) for line in handle if line.strip()]
+            yield [json.loads(line) for line in handle if line.strip()]
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
