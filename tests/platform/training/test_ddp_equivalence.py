@@ -96,13 +96,15 @@ def _run_both(worker, config: dict, tmp_path: Path) -> tuple[dict, dict]:
 
 
 def _assert_equivalent(one: dict, two: dict, initial: dict) -> None:
+    """Equal up to all-reduce summation order: 1e-5 of the largest change the steps made
+    anywhere (a DDP bug is of the order of that change) plus a few float32 ulps."""
     assert one.keys() == two.keys()
-    moved = 0
+    moves = {k: float((one[k] - initial[k]).abs().max()) for k in one if k in initial}
+    atol = 1e-5 * max(moves.values())
     for key in one:
-        scale = float((one[key] - initial[key]).abs().max()) if key in initial else 0.0
-        torch.testing.assert_close(two[key], one[key], rtol=0, atol=1e-5 * max(scale, 1e-3), msg=key)
-        moved += scale > 0
-    assert moved > len(one) // 4  # the steps changed most tensors: a real comparison
+        ulps = 4 * torch.finfo(torch.float32).eps * float(one[key].abs().max())
+        torch.testing.assert_close(two[key], one[key], rtol=0, atol=atol + ulps, msg=key)
+    assert sum(m > 0 for m in moves.values()) > len(one) // 4  # the steps changed most tensors
 
 
 @pytest.mark.slow  # two Ray Train runs: ~1 min quiet
