@@ -21,8 +21,10 @@ from evaluation.assets import ResolvedAsset, resolve_inception
 from evaluation.detector import IS_UNAVAILABLE, InceptionDetector, detector_hash
 from evaluation.reference import ReferenceCache, reference_key
 from evaluation.report import METRICS, EvalReport, MetricResult, parse_metrics
+from evaluation.resampling import DEFAULT_REPEATS, fid_infinity, half_subsample_intervals
 from evaluation.sources import ImageSource
 from evaluation.stats import FeatureStats
+from evaluation.uncertainty import IS_SPLITS, KID_SUBSETS, Interval
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +180,7 @@ def evaluate(
     kid_subset_size: int = 1000,
     pr_k: int = 3,
     is_splits: int = 10,
+    repeats: int = DEFAULT_REPEATS,
     detector: Optional[InceptionDetector] = None,
 ) -> EvalReport:
     """FID / KID / precision-recall / IS of ``fake`` against ``real``.
@@ -197,6 +200,7 @@ def evaluate(
         inception_weights: explicit weights file (``eval.inception_weights``).
         detector: an already loaded detector to reuse in-process (e.g. evaluating several
             checkpoints in one process); its weights replace ``inception_weights``.
+        repeats: half-subsamples behind the FID and precision/recall intervals.
 
     Returns:
         EvalReport with each metric's value and N, or its unavailable reason.
@@ -221,7 +225,7 @@ def evaluate(
     if detector is not None and use_ray:
         raise ValueError("detector= is for in-process evaluation; Ray workers load their own (use num_workers <= 1)")
     asset = detector.asset if detector is not None else resolve_inception(inception_weights)
-    keep_features = "kid" in names or "pr" in names
+    keep_features = needs_real  # raw rows: KID, precision/recall, and the intervals of FID (FID∞)
     keep_logits = "is" in names and asset.has_classifier
     info: dict = {"detector": detector_hash(asset), "weights_source": asset.source, "num_workers": max(1, num_workers),
                   "fake": fake.describe(), "real": real.describe() if real is not None else None}
@@ -260,7 +264,7 @@ def evaluate(
         if pool is not None:
             pool.close()
     results = compute_metrics(fake_stats, real_stats, names, has_classifier=asset.has_classifier,
-                              kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, pr_k=pr_k, is_splits=is_splits)
+                              kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, pr_k=pr_k, is_splits=is_splits, repeats=repeats)
     return EvalReport(results, throughput, info)
 
 
@@ -282,10 +286,21 @@ def compute_metrics(
     kid_subset_size: int = 1000,
     pr_k: int = 3,
     is_splits: int = 10,
+    repeats: int = DEFAULT_REPEATS,
 ) -> dict[str, MetricResult]:
-    """Pure: statistics in, metric results out (each with its N or the unavailable reason)."""
+    """Pure: statistics in, metric results out, each with its N, N_ref and interval
+    (``evaluation.uncertainty``), or the reason it is unavailable.
+
+    FID comes with FID∞ (``fid_inf``). Intervals of FID and precision/recall need the raw
+    features (``keep_features``); without them those metrics carry no interval.
+    KID subsets are capped at half of the smaller set so they differ; the size used is in
+    ``details["subset_size"]``.
+    """
     n, n_ref = fake.count, (real.count if real is not None else None)
     out: dict[str, MetricResult] = {}
+    raw = real is not None and fake.features is not None and real.features is not None
+    x = fake.features.double().numpy() if raw else None
+    y = real.features.double().numpy() if raw else None
 
     def guarded(names_out: tuple[str, ...], compute) -> None:
         # The metric functions raise ValueError only for too few samples: report that reason.
@@ -293,29 +308,46 @@ def compute_metrics(
             compute()
         except ValueError as err:
             for name in names_out:
-                out[name] = MetricResult(None, n, n_ref if name != "is" else None, unavailable=str(err))
+                if name not in out:
+                    out[name] = MetricResult(None, n, n_ref if name != "is" else None, unavailable=str(err), name=name)
 
     def fid() -> None:
         (mu1, s1), (mu2, s2) = fake.mean_cov(), real.mean_cov()
-        out["fid"] = MetricResult(M.frechet_distance(mu1.numpy(), s1.numpy(), mu2.numpy(), s2.numpy()), n, n_ref)
+        value = M.frechet_distance(mu1.numpy(), s1.numpy(), mu2.numpy(), s2.numpy())
+        out["fid"] = MetricResult(value, n, n_ref, name="fid")
+        if raw:
+            out["fid"].interval = half_subsample_intervals([value], x, y, lambda a, b: [M.frechet_distance_features(a, b)],
+                                                           repeats=repeats)[0]
+            fid_inf, interval, sizes = fid_infinity(x, y, value)
+            out["fid_inf"] = MetricResult(fid_inf, n, n_ref, interval=interval, details={"sizes": sizes}, name="fid_inf")
 
     def kid() -> None:
-        mean, std, m = M.kernel_inception_distance(fake.features, real.features, subsets=kid_subsets, subset_size=kid_subset_size)
-        out["kid"] = MetricResult(mean, n, n_ref, std=std, details={"subset_size": m, "subsets": kid_subsets})
+        # Subsets of at most half of the smaller set, so that they differ (torch-fidelity
+        # refuses a subset larger than the set; at the full size every subset is the set).
+        size = min(kid_subset_size, n // 2, n_ref // 2)
+        mean, std, m = M.kernel_inception_distance(fake.features, real.features, subsets=kid_subsets, subset_size=size)
+        scale = (m / (min(n, n_ref) - m)) ** 0.5  # delete-d jackknife: subset spread -> spread of the mean
+        out["kid"] = MetricResult(mean, n, n_ref, std=std, details={"subset_size": m, "subsets": kid_subsets}, name="kid",
+                                  interval=Interval.around(mean, std * scale, KID_SUBSETS, kid_subsets))
 
     def pr() -> None:
         precision, recall = M.precision_recall(fake.features, real.features, k=pr_k)
         details = {"k": pr_k, "features": "inception-pool3"}
-        out["precision"] = MetricResult(precision, n, n_ref, details=details)
-        out["recall"] = MetricResult(recall, n, n_ref, details=dict(details))
+        out["precision"] = MetricResult(precision, n, n_ref, details=details, name="precision")
+        out["recall"] = MetricResult(recall, n, n_ref, details=dict(details), name="recall")
+        statistic = lambda a, b: M.precision_recall(torch.from_numpy(a), torch.from_numpy(b), k=pr_k)  # noqa: E731
+        out["precision"].interval, out["recall"].interval = half_subsample_intervals(
+            [precision, recall], x, y, statistic, repeats=repeats)
 
     def inception_score() -> None:
         if not has_classifier or fake.logits is None:
             raise ValueError(IS_UNAVAILABLE)
         mean, std = M.inception_score(fake.logits, splits=is_splits)
-        out["is"] = MetricResult(mean, n, std=std, details={"splits": is_splits})
+        # disjoint splits: the standard error of their mean is std / sqrt(splits)
+        out["is"] = MetricResult(mean, n, std=std, details={"splits": is_splits}, name="is",
+                                 interval=Interval.around(mean, std / is_splits ** 0.5, IS_SPLITS, is_splits))
 
-    for name, outputs, compute in (("fid", ("fid",), fid), ("kid", ("kid",), kid),
+    for name, outputs, compute in (("fid", ("fid", "fid_inf"), fid), ("kid", ("kid",), kid),
                                    ("pr", ("precision", "recall"), pr), ("is", ("is",), inception_score)):
         if name in names:
             guarded(outputs, compute)
@@ -329,4 +361,5 @@ def evaluate_config(fake: ImageSource, real: Optional[ImageSource], cfg, *, cach
         fake, real, metrics=list(cfg.metrics), num_samples=cfg.num_samples, num_reference=num_reference,
         num_workers=cfg.num_workers, batch_size=cfg.batch_size, cache_dir=cache_dir, gpus_per_worker=cfg.gpus_per_worker,
         inception_weights=cfg.inception_weights, kid_subsets=cfg.kid_subsets, kid_subset_size=cfg.kid_subset_size, pr_k=cfg.pr_k,
+        repeats=cfg.uncertainty_repeats,
     )

@@ -1,10 +1,11 @@
 """The paper's two views of a sweep, built from what MLflow holds.
 
 - Fig. 6: FID against LDM training steps, one curve per trial (``eval/fid`` history,
-  logged at the step of each checkpoint evaluated).
+  logged at the step of each checkpoint evaluated), with 95 % interval error bars.
 - Fig. 7: FID against sampling throughput, one point per DDIM step count
-  (``eval/<sampler><S>/fid`` against ``perf/sample_img_per_s/<sampler><S>``).
-- ``comparison.csv`` / ``comparison.md``: the final metrics of every trial.
+  (``eval/<sampler><S>/fid`` against ``perf/sample_img_per_s/<sampler><S>``), with error bars.
+- ``comparison.csv`` / ``comparison.md``: the final metrics of every trial with their
+  intervals, and which differences are significant.
 
     python -m platform.report +experiment=downsample_factor [report_sweep=RUN_ID]
 """
@@ -23,12 +24,14 @@ matplotlib.use("Agg")  # files only; no display on cluster nodes
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
+from evaluation.comparison import COMPARED, format_value, significance_notes  # noqa: E402
+from evaluation.uncertainty import metric_from_mlflow  # noqa: E402
 from platform.orchestration.plan import format_table  # noqa: E402
 from platform.tracking import STALE_TAG, TrackingStore  # noqa: E402
 
 _PER_STEPS = re.compile(r"^eval/(ddim|ddpm)(\d+)/fid$")
-TABLE_METRICS = ["rec/psnr", "rec/rfid", "eval/fid", "eval/kid", "eval/precision", "eval/recall",
-                 "eval/is", "eval/n", "perf/train_img_per_s", "perf/sample_img_per_s"]
+TABLE_METRICS = ["rec/psnr", "rec/rfid", "eval/fid", "eval/fid_inf", "eval/kid", "eval/precision", "eval/recall",
+                 "eval/is", "eval/n", "eval/n_ref", "perf/train_img_per_s", "perf/sample_img_per_s"]
 
 
 def _label(run: Any) -> str:
@@ -56,7 +59,9 @@ def plot_fid_vs_steps(store: TrackingStore, runs: Sequence[Any], path: Path) -> 
         history = store.metric_history(run.info.run_id, "eval/fid")
         if history:
             steps, values = zip(*history)
-            ax.plot(steps, values, marker="o", label=_label(run))
+            bounds = {key: dict(store.metric_history(run.info.run_id, f"eval/fid_{key}")) for key in ("lo", "hi")}
+            ax.errorbar(steps, values, yerr=_yerr(steps, values, bounds["lo"], bounds["hi"]), marker="o", capsize=3,
+                        label=_label(run))
             drawn = True
     n = runs[0].data.metrics.get("eval/n") if runs else None
     ax.set(xlabel="LDM training step", ylabel=f"FID (N={int(n) if n else '?'})",
@@ -73,17 +78,26 @@ def plot_fid_vs_throughput(runs: Sequence[Any], path: Path) -> bool:
             match = _PER_STEPS.match(name)
             speed = match and run.data.metrics.get(f"perf/sample_img_per_s/{match[1]}{match[2]}")
             if match and speed:
-                points.append((speed, fid, int(match[2])))
+                points.append((speed, fid, int(match[2]), f"eval/{match[1]}{match[2]}/fid"))
         if points:
             points.sort()
-            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=_label(run))
-            for speed, fid, steps in points:
+            speeds, fids, _, keys = zip(*points)
+            low, high = ({k: run.data.metrics.get(f"{k}_{b}") for k in keys} for b in ("lo", "hi"))
+            ax.errorbar(speeds, fids, yerr=_yerr(keys, fids, low, high), marker="o", capsize=3, label=_label(run))
+            for speed, fid, steps, _ in points:
                 ax.annotate(str(steps), (speed, fid), fontsize=7, xytext=(3, 3), textcoords="offset points")
             drawn = True
     ax.set(xscale="log", xlabel="sampling throughput (images/s)", ylabel="FID",
            title="FID vs sampling throughput, labels = DDIM steps (Fig. 7)")
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     return _save(fig, ax, path, drawn)
+
+
+def _yerr(keys: Sequence[Any], values: Sequence[float], low: dict, high: dict) -> Optional[list[list[float]]]:
+    """Asymmetric error bars (2, n) from interval bounds keyed like ``keys``; None if any is missing."""
+    if any(low.get(k) is None or high.get(k) is None for k in keys):
+        return None
+    return [[max(0.0, v - low[k]) for k, v in zip(keys, values)], [max(0.0, high[k] - v) for k, v in zip(keys, values)]]
 
 
 def _save(fig: Any, ax: Any, path: Path, drawn: bool) -> bool:
@@ -97,15 +111,33 @@ def _save(fig: Any, ax: Any, path: Path, drawn: bool) -> bool:
 
 
 def write_tables(runs: Sequence[Any], out_dir: Path) -> tuple[Path, Path]:
-    header = ["trial", "f", "regulariser", *TABLE_METRICS]
+    """``comparison.csv`` (values and interval bounds) and ``comparison.md`` (value ±
+    half-width, then which differences from the best trial are significant)."""
+    bounded = [m for m in TABLE_METRICS if m.startswith("eval/") and m[len("eval/"):] in COMPARED]
+    header = ["trial", "f", "regulariser", *TABLE_METRICS, *(f"{m}_{b}" for m in bounded for b in ("lo", "hi"))]
     rows = [[_label(run), run.data.params.get("first_stage.f"), run.data.params.get("first_stage.regularizer"),
-             *(run.data.metrics.get(m, "") for m in TABLE_METRICS)] for run in runs]
+             *(run.data.metrics.get(m, "") for m in TABLE_METRICS),
+             *(run.data.metrics.get(f"{m}_{b}", "") for m in bounded for b in ("lo", "hi"))] for run in runs]
     csv_path, md_path = out_dir / "comparison.csv", out_dir / "comparison.md"
     with open(csv_path, "w", newline="") as handle:
         csv.writer(handle).writerows([header, *rows])
-    shown = [[f"{c:.4g}" if isinstance(c, float) else c for c in row] for row in rows]
-    md_path.write_text(format_table(header, shown) + "\n")
+    shown = [[_label(run), run.data.params.get("first_stage.f"), run.data.params.get("first_stage.regularizer"),
+              *(_cell(run.data.metrics, m) for m in TABLE_METRICS)] for run in runs]
+    notes = significance_notes([(_label(run), run.data.metrics) for run in runs])
+    text = format_table(header[:3 + len(TABLE_METRICS)], shown) + "\n"
+    if notes:
+        text += "\n± = half-width of the 95 % interval; significant = intervals do not overlap\n"
+        text += "".join(f"- {line}\n" for line in notes)
+    md_path.write_text(text)
     return csv_path, md_path
+
+
+def _cell(metrics: dict[str, float], key: str) -> str:
+    name = key[len("eval/"):] if key.startswith("eval/") else None
+    if name in COMPARED:
+        return format_value(metric_from_mlflow(metrics, name))
+    value = metrics.get(key, "")
+    return f"{value:.4g}" if isinstance(value, float) else value
 
 
 def build_report(store: TrackingStore, experiment: str, sweep_run_id: Optional[str], out_dir: Path) -> list[Path]:

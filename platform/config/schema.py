@@ -228,6 +228,7 @@ class EvalConfig:
     kid_subset_size: int = 1000
     kid_subsets: int = 100
     pr_k: int = 3
+    uncertainty_repeats: int = 10  # half-subsamples behind the FID and precision/recall intervals
     seed: int = 0
     inception_weights: Optional[str] = None  # explicit path; otherwise the resolver
 

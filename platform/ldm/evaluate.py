@@ -138,8 +138,9 @@ def evaluate_ldm(
                           num_workers=num_workers or ev.num_workers, batch_size=ev.batch_size,
                           cache_dir=cache_dir, gpus_per_worker=ev.gpus_per_worker,
                           inception_weights=ev.inception_weights, kid_subsets=ev.kid_subsets,
-                          kid_subset_size=ev.kid_subset_size, pr_k=ev.pr_k)
-        metrics = report.scalars(prefix="")  # value and N of every available metric
+                          kid_subset_size=ev.kid_subset_size, pr_k=ev.pr_k,
+                          repeats=ev.uncertainty_repeats)
+        metrics = report.scalars(prefix="")  # value, N, N_ref and interval of every available metric
         speed = report.throughput["source_images_per_s"]  # generation only, summed over workers
         results.append(LdmEvalResult(settings, ev.num_samples, speed, metrics, report))
         if reporter is not None and step is not None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from evaluation.comparison import COMPARED, format_value, significance_notes
+from evaluation.uncertainty import metric_from_mlflow
 from platform.orchestration.plan import format_table
 
 
@@ -17,16 +19,26 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 SUMMARY_COLUMNS = [
-    ("PSNR", "rec/psnr"), ("rFID", "rec/rfid"), ("FID", "eval/fid"), ("KID", "eval/kid"),
-    ("P", "eval/precision"), ("R", "eval/recall"), ("IS", "eval/is"), ("N", "eval/n"),
+    ("PSNR", "rec/psnr"), ("rFID", "rec/rfid"), ("FID", "eval/fid"), ("FID∞", "eval/fid_inf"), ("KID", "eval/kid"),
+    ("P", "eval/precision"), ("R", "eval/recall"), ("IS", "eval/is"), ("N", "eval/n"), ("N_ref", "eval/n_ref"),
     ("train img/s", "perf/train_img_per_s"), ("sample img/s", "perf/sample_img_per_s"),
 ]
 
 
+def _metric_cell(summary: dict[str, Any], key: str) -> str:
+    """``value ±half-width`` for metrics with an interval (``evaluation.uncertainty``)."""
+    name = key.split("/", 1)[1]
+    if key.startswith("eval/") and name in COMPARED:
+        return format_value(metric_from_mlflow(summary, name))
+    return _fmt(summary.get(key))
+
+
 def format_summary(trials: Sequence[Any], work_dir: Path) -> str:
-    """The end-of-sweep table, one row per trial, then any failures and unavailable metrics."""
+    """The end-of-sweep table, one row per trial (metrics ± their 95 % interval half-width),
+    then which differences are significant, any failures and unavailable metrics."""
     rows, notes = [], []
     reasons: dict[tuple[str, str], list[str]] = {}  # (metric, why) -> trials
+    compared: list[tuple[str, dict[str, Any]]] = []
     for trial in trials:
         summary: dict[str, Any] = {}
         unavailable: dict[str, str] = {}
@@ -41,13 +53,18 @@ def format_summary(trials: Sequence[Any], work_dir: Path) -> str:
                 cells.append("unavailable")
                 reasons.setdefault((key, unavailable[key]), []).append(str(trial.plan.index))
             else:
-                cells.append(_fmt(summary.get(key)))
+                cells.append(_metric_cell(summary, key))
         status = "ok" if not trial.error else f"FAILED ({trial.failed_stage})"
         rows.append([trial.plan.index, trial.plan.name, trial.cfg["first_stage"]["f"], trial.cfg["first_stage"]["regularizer"],
                      *cells, f"{hours:.3f}", status])
+        compared.append((f"{trial.plan.index} (f={trial.cfg['first_stage']['f']})", summary))
         if trial.error:
             log = Path(work_dir) / "stages" / trial.failed_stage / trial.keys[trial.failed_stage] / "stage.log"
             notes.append(f"trial {trial.plan.index} failed in {trial.failed_stage}: {trial.error}\n    log: {log}")
+    significance = significance_notes(compared)
+    if significance:
+        notes = ["± = half-width of the 95 % interval; significant = intervals do not overlap",
+                 *significance, *notes]
     notes += [f"{key} unavailable (trials {', '.join(ids)}): {why}" for (key, why), ids in reasons.items()]
     header = ["trial", "name", "f", "reg", *(name for name, _ in SUMMARY_COLUMNS), "device-h", "status"]
     return "\nsummary\n" + format_table(header, rows) + ("\n" + "\n".join(notes) if notes else "")

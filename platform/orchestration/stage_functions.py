@@ -51,9 +51,11 @@ def ldm(cfg: DictConfig, directory: Path, reporter: Reporter, upstream: list) ->
 def evaluation(cfg: DictConfig, directory: Path, reporter: Reporter, upstream: list) -> dict[str, Any]:
     """Evaluate the LDM's kept checkpoints (the FID-vs-steps curve) at every sampling setting.
 
-    Per setting S (e.g. ``ddim50``): ``eval/S/<metric>`` and ``perf/sample_img_per_s/S``;
-    the first entry of ``eval.sampling_steps`` is the headline, also logged as
-    ``eval/<metric>`` with ``eval/n``. Unavailable metrics are returned with the reason.
+    Per setting S (e.g. ``ddim50``): ``eval/S/<metric>`` with its N, N_ref and interval
+    (``evaluation.uncertainty`` names: ``_std``, ``_lo``, ``_hi``, ``n``, ``n_ref``, ...)
+    and ``perf/sample_img_per_s/S``; the first entry of ``eval.sampling_steps`` is the
+    headline, also logged as ``eval/<metric>`` etc. Unavailable metrics are returned with
+    the reason.
     """
     from evaluation.assets import resolve_inception
     from platform.checkpoint import list_checkpoints, verify_checkpoint
@@ -73,14 +75,12 @@ def evaluation(cfg: DictConfig, directory: Path, reporter: Reporter, upstream: l
         for rank, result in enumerate(evaluate_ldm(checkpoint, cfg, cache_dir=cache_dir)):
             setting = f"{result.settings.sampler}{result.settings.steps}"
             identities[_identity(cfg, checkpoint_id, detector["sha256"], result)] = checkpoint_step(checkpoint)
-            values = {name: m.value for name, m in result.report.metrics.items() if m.value is not None}
             unavailable.update({f"eval/{name}": m.unavailable for name, m in result.report.metrics.items()
                                 if m.value is None})
-            metrics.update({f"eval/{setting}/{name}": v for name, v in values.items()})
+            metrics.update(result.report.scalars(prefix=f"eval/{setting}/"))
             metrics[f"perf/sample_img_per_s/{setting}"] = result.images_per_s
             if rank == 0:
-                metrics.update({f"eval/{name}": v for name, v in values.items()})
-                metrics["eval/n"] = result.num_samples
+                metrics.update(result.report.scalars(prefix="eval/"))
                 metrics["perf/sample_img_per_s"] = result.images_per_s
         step = checkpoint_step(checkpoint)
         reporter.metrics(metrics, step)
@@ -94,17 +94,18 @@ def evaluation(cfg: DictConfig, directory: Path, reporter: Reporter, upstream: l
 
 def _identity(cfg: DictConfig, checkpoint_id: str, detector_sha256: str, result: Any) -> str:
     """The shared evaluation identity (``evaluation.identity``) of one checkpoint and setting.
-    The reference id is the reference shards' content id; N_ref is what the workers use."""
+    The reference id is the reference images' key (shards' content id, resolution, random
+    draw); N_ref is what the workers use."""
     from evaluation.identity import eval_settings, evaluation_identity
-    from platform.data.manifest import load_manifest
+    from platform.ldm.evaluate import reference_images
 
-    reference = load_manifest(cfg.data.train_shards if cfg.eval.reference_split == "train"
-                              else cfg.data.eval_shards)
+    reference, num_reference = reference_images(cfg)
     needs_reference = any(m in cfg.eval.metrics for m in ("fid", "kid", "pr"))
+    num_ref = (num_reference or min(result.num_samples, len(reference))) if needs_reference else 0
     return evaluation_identity(
         checkpoint_id=checkpoint_id, eval_settings=eval_settings(cfg, result.settings.steps),
-        detector_sha256=detector_sha256, reference_id=reference.dataset_id, num_samples=result.num_samples,
-        num_ref=min(result.num_samples, reference.num_samples) if needs_reference else 0, seeds=[cfg.eval.seed])
+        detector_sha256=detector_sha256, reference_id=reference.cache_key(), num_samples=result.num_samples,
+        num_ref=num_ref, seeds=[cfg.eval.seed])
 
 
 

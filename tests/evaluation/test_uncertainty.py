@@ -71,3 +71,62 @@ def test_mlflow_names_round_trip():
     assert significantly_different(back, metric_from_mlflow({**scalars, "eval/ddim50/fid": 200.0,
                                                              "eval/ddim50/fid_lo": 195.0, "eval/ddim50/fid_hi": 205.0},
                                                             "fid", prefix="eval/ddim50/"))
+
+
+def test_sample_space_fid_equals_the_covariance_form():
+    from evaluation import metrics as M
+
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(30, 64)), rng.normal(0.3, 1.5, size=(45, 64))
+    direct = M.frechet_distance(x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False))
+    # Rank-deficient Σ1Σ2 (n < D): the D x D form takes square roots of ~1e-15 rounding
+    # eigenvalues (~3e-8 each), so the two forms agree to ~1e-7 relative, not 1e-9.
+    assert M.frechet_distance_features(x, y) == pytest.approx(direct, rel=1e-6)
+    assert M.frechet_distance_features(y, x) == pytest.approx(direct, rel=1e-6)
+    big = rng.normal(size=(80, 16))
+    assert M.frechet_distance_features(big, big[::-1]) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_fid_infinity_removes_most_of_the_small_sample_bias():
+    # Same Gaussian: the true FID is 0 and FID at n is pure ~1/n bias. Shifted by 0.1 in
+    # 16 dimensions: the true FID is 0.16. FID-inf lands much closer to the truth.
+    from evaluation import metrics as M
+    from evaluation.resampling import fid_infinity
+
+    rng = np.random.default_rng(0)
+    d = 16
+    x, y = rng.normal(size=(2000, d)), rng.normal(size=(20000, d))
+    for shift, truth in ((0.0, 0.0), (0.1, 0.16)):
+        fid_n = M.frechet_distance_features(x + shift, y)
+        value, interval, sizes = fid_infinity(x + shift, y, fid_n)
+        assert abs(value - truth) < (fid_n - truth) / 1.5, (shift, fid_n, value)
+    assert sizes == [400, 800, 1200, 1600, 2000]
+    assert interval.method == "fid-inf-fit" and interval.repeats == 5 and interval.low < value < interval.high
+
+
+def test_compute_metrics_attaches_intervals_caps_kid_subsets_and_adds_fid_inf():
+    import torch
+
+    from evaluation.stats import FeatureStats
+    from evaluation.workers import compute_metrics
+
+    g = torch.Generator().manual_seed(0)
+    d, n = 32, 60
+
+    def stats(shift: float) -> FeatureStats:
+        s = FeatureStats(d, keep_features=True)
+        s.update(torch.randn(n, d, generator=g) + shift, range(n))
+        return s
+
+    real = stats(0.0)
+    near, far = compute_metrics(stats(0.0), real, ("fid", "kid", "pr"), has_classifier=False), \
+        compute_metrics(stats(1.0), real, ("fid", "kid", "pr"), has_classifier=False)
+    for out in (near, far):
+        for name in ("fid", "fid_inf", "kid", "precision", "recall"):
+            r = out[name]
+            assert r.interval is not None and r.interval.low <= r.value <= r.interval.high, name
+            assert (r.n, r.n_ref) == (n, n) and r.interval.std > 0, name
+        assert out["fid"].interval.repeats == 10 and out["kid"].details["subset_size"] == n // 2
+    assert significantly_different(near["fid"], far["fid"])
+    assert significantly_different(near["kid"], far["kid"])
+    assert not significantly_different(near["fid"], compute_metrics(stats(0.0), real, ("fid",), has_classifier=False)["fid"])

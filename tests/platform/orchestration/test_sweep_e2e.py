@@ -57,7 +57,11 @@ def test_downsample_factor_smoke_sweep_records_everything_and_reruns_cached(tmp_
         for name in ("eval/fid", "eval/kid", "eval/precision", "eval/recall", "perf/train_img_per_s",
                      "perf/sample_img_per_s"):
             assert name in metrics, (name, trial.info.run_name)
-        assert metrics["eval/n"] == 32  # smoke N, logged beside every metric
+        assert metrics["eval/n"] == 32 and metrics["eval/n_ref"] == 32  # smoke N, logged beside every metric
+        for name in ("fid", "fid_inf", "kid", "precision", "recall"):  # every metric has an interval
+            assert metrics[f"eval/{name}_lo"] <= metrics[f"eval/{name}"] <= metrics[f"eval/{name}_hi"], name
+            assert metrics[f"eval/{name}_std"] > 0, name
+        assert metrics["eval/kid_subset_size"] == 16 and metrics["eval/repeats"] == 10  # subsets of N/2 differ
         assert "eval/is" not in metrics  # no real fc layer offline: unavailable, never a number
         assert {"git_commit", "config_hash", "dataset_id", "sweep_id"} <= set(tags)
         if trial.data.params["first_stage.f"] != "1":
@@ -67,13 +71,15 @@ def test_downsample_factor_smoke_sweep_records_everything_and_reruns_cached(tmp_
     artifacts = {a.path for a in store.client.list_artifacts(parent.info.run_id, "report")}
     assert {"report/fid_vs_steps.png", "report/fid_vs_throughput.png", "report/comparison.csv"} <= artifacts
     assert "IS" in out.stdout and "unavailable" in out.stdout
+    assert " ±" in out.stdout and "FID: best" in out.stdout and "significantly worse:" in out.stdout
 
     # The report also runs on its own, from MLflow alone.
     report = run_module("platform.report", "+experiment=downsample_factor", f"paths.work_dir={work}")
     assert report.returncode == 0, report.stderr
     assert (work / "reports" / exp / "fid_vs_steps.png").stat().st_size > 1000
     rows = (work / "reports" / exp / "comparison.csv").read_text().splitlines()
-    assert len(rows) == 7 and rows[0].startswith("trial,f,regulariser")
+    assert len(rows) == 7 and rows[0].startswith("trial,f,regulariser") and "eval/fid_lo" in rows[0]
+    assert "FID: best" in (work / "reports" / exp / "comparison.md").read_text()
 
     # Rerunning the same command (same code) finds every stage finished and verified: nothing
     # trains, no run is added and no metric point is logged twice. A commit that changes code
