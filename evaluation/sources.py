@@ -63,9 +63,16 @@ def _rgb(images: torch.Tensor) -> torch.Tensor:
 
 
 class ShardSource:
-    """Images of a webdataset shard directory, in manifest order (``platform.data``)."""
+    """Images of a webdataset shard directory (``platform.data``), as the training loader sees them.
 
-    def __init__(self, shards_dir: str | os.PathLike) -> None:
+    Image i is the sample at position ``order[i]``, where ``order`` is a seeded random
+    permutation of the split (``subset_seed``; ``None`` keeps manifest order), so the first
+    N_ref images are a random draw even when the build did not shuffle. Images are resized
+    to ``resolution`` with the training loader's own resize (``None``: the stored size).
+    """
+
+    def __init__(self, shards_dir: str | os.PathLike, *, resolution: Optional[int] = None,
+                 subset_seed: Optional[int] = 0) -> None:
         from platform.data.manifest import load_manifest
 
         self.shards_dir = str(shards_dir)
@@ -73,24 +80,36 @@ class ShardSource:
         self.dataset_id = manifest.dataset_id
         self.name = manifest.name
         self.split = manifest.split
-        self.image_size = manifest.image_size
+        self.stored_size = manifest.image_size
+        self.image_size = int(resolution or manifest.image_size)
         self.num_samples = manifest.num_samples
+        self.subset_seed = subset_seed
+        self.order = (np.arange(self.num_samples) if subset_seed is None
+                      else np.random.default_rng(subset_seed).permutation(self.num_samples))
 
     def __len__(self) -> int:
         return self.num_samples
 
     def images(self, indices: Sequence[int]) -> torch.Tensor:
-        from platform.data.loader import read_range
+        from platform.data.loader import read_positions, resize
 
         _check_range(indices, len(self), self.describe())
-        parts = [torch.as_tensor(read_range(self.shards_dir, a, b)[0]) for a, b in _runs(indices)]
-        return _rgb(torch.cat(parts)) if parts else torch.zeros(0, 3, self.image_size, self.image_size, dtype=torch.uint8)
+        if not len(indices):
+            return torch.zeros(0, 3, self.image_size, self.image_size, dtype=torch.uint8)
+        pixels = read_positions(self.shards_dir, [int(p) for p in self.order[list(indices)]])[0]
+        if self.image_size != self.stored_size:  # exactly the training batches' [-1, 1] pixels, back to uint8
+            pixels = ((resize(pixels.float() / 127.5 - 1.0, self.image_size) + 1.0) * 127.5).round().to(torch.uint8)
+        return _rgb(pixels)
 
     def cache_key(self) -> str:
-        return f"shards-{self.dataset_id}-{self.split}-{self.image_size}px"
+        order = "manifest" if self.subset_seed is None else f"perm{self.subset_seed}"
+        resized = "" if self.image_size == self.stored_size else f"-from{self.stored_size}px-bicubic-aa"
+        return f"shards-{self.dataset_id}-{self.split}-{self.image_size}px{resized}-{order}"
 
     def describe(self) -> str:
-        return f"shards {self.shards_dir} ({self.name}/{self.split}, {self.num_samples} images, {self.image_size}px)"
+        order = "manifest order" if self.subset_seed is None else f"random order, seed {self.subset_seed}"
+        return (f"shards {self.shards_dir} ({self.name}/{self.split}, {self.num_samples} images, {self.stored_size}px "
+                f"read at {self.image_size}px, {order})")
 
 
 class FolderSource:

@@ -229,6 +229,7 @@ class EvalConfig:
     kid_subsets: int = 100
     pr_k: int = 3
     uncertainty_repeats: int = 10  # half-subsamples behind the FID and precision/recall intervals
+    reference_seed: int = 0  # the reference images are a random draw of N_ref with this seed
     seed: int = 0
     inception_weights: Optional[str] = None  # explicit path; otherwise the resolver
 

@@ -112,6 +112,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "eval.kid_subsets": (EVAL,),
     "eval.pr_k": (EVAL,),
     "eval.uncertainty_repeats": (EVAL,),
+    "eval.reference_seed": (EVAL,),
     "eval.seed": (EVAL,),
     "eval.inception_weights": OPERATIONAL,  # a path: the weights' sha256 enters the fingerprint
     # where and how things run, and what they are called

@@ -28,6 +28,18 @@ OnError = Literal["raise", "skip"]
 ON_ERROR: tuple[str, ...] = ("raise", "skip")
 
 
+def resize(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Float (B, 3, H, W) images in [-1, 1] at ``resolution`` px (bicubic, antialiased).
+
+    The one resize of training batches; evaluation references go through it too, so the
+    reference images are what the model was trained to produce.
+    """
+    if images.shape[-1] == resolution and images.shape[-2] == resolution:
+        return images
+    return F.interpolate(images, size=(resolution, resolution), mode="bicubic", antialias=True,
+                         align_corners=False).clamp_(-1.0, 1.0)
+
+
 def _shuffled(items: Iterator[dict], size: int, rng: random.Random) -> Iterator[dict]:
     """Shuffle buffer: hold ``size`` items, emit a random one as each new one arrives."""
     buffer: list[dict] = []
@@ -117,10 +129,7 @@ class _ShardStream(IterableDataset):
         # op over its intra-op thread pool, which costs 100x more than the work on a busy CPU.
         pixels = np.stack([item[0].numpy() for item in items])  # (B, 3, H, W) uint8
         images = np.multiply(pixels, np.float32(1 / 127.5), dtype=np.float32)
-        images = torch.from_numpy(np.subtract(images, np.float32(1.0), out=images))
-        if self.resolution != self.manifest.image_size:
-            images = F.interpolate(images, size=(self.resolution, self.resolution), mode="bicubic",
-                                   antialias=True, align_corners=False).clamp_(-1.0, 1.0)
+        images = resize(torch.from_numpy(np.subtract(images, np.float32(1.0), out=images)), self.resolution)
         return {"image": images, "label": torch.tensor([item[1] for item in items], dtype=torch.long),
                 "caption": [item[2] for item in items], "key": [item[3] for item in items]}
 
@@ -301,6 +310,34 @@ def make_loader(
                           shuffle_buffer=shuffle_buffer, drop_last=drop_last, skip_batches=skip_batches)
     torchvision_png()  # import the PNG decoder once here, not in every forked worker of every epoch
     return ShardLoader(stream, processes=num_workers)
+
+
+def read_positions(shards_dir: str | os.PathLike, positions: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples at manifest ``positions`` (any order, no repeats) as (uint8 images, labels), in that order.
+
+    Reads each shard that holds some of them once, from its first to its last wanted sample.
+    """
+    manifest = load_manifest(shards_dir)
+    if len(set(positions)) != len(positions):
+        raise ValueError("read_positions: a position repeats")
+    wanted = sorted(positions)
+    if wanted and not 0 <= wanted[0] <= wanted[-1] < manifest.num_samples:
+        raise ValueError(f"positions {wanted[0]}..{wanted[-1]} are outside {shards_dir} ({manifest.num_samples} samples)")
+    found: dict[int, tuple[torch.Tensor, int]] = {}
+    start = 0
+    for shard in manifest.shards:
+        inside = [p - start for p in wanted if start <= p < start + shard.count]
+        if inside:
+            url, keep = join(shards_dir, shard.name), set(inside)
+            for offset, raw in enumerate(iter_shard(url, skip=inside[0], take=inside[-1] - inside[0] + 1), inside[0]):
+                if offset in keep:
+                    image, label, _ = decode_sample(raw, url, image_size=manifest.image_size)
+                    found[start + offset] = (image, label)
+        start += shard.count
+    size = manifest.image_size
+    if not positions:
+        return torch.empty(0, 3, size, size, dtype=torch.uint8), torch.empty(0, dtype=torch.long)
+    return (torch.stack([found[p][0] for p in positions]), torch.tensor([found[p][1] for p in positions], dtype=torch.long))
 
 
 def read_range(shards_dir: str | os.PathLike, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:

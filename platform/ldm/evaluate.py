@@ -119,7 +119,8 @@ def evaluate_ldm(
     """FID / KID / precision-recall (``cfg.eval.metrics``) of an LDM, once per ``eval.sampling_steps``.
 
     Samples ``eval.num_samples`` images with ``eval.sampler`` / ``eta`` / ``guidance_scale``
-    / ``seed``, against ``data.<eval.reference_split>`` shards, on the evaluation workers.
+    / ``seed``, against a random draw (``eval.reference_seed``) of ``data.<eval.reference_split>``
+    shards at ``data.resolution``, on the evaluation workers.
     Also measures sampling throughput (images/s) per step count (the paper's Fig. 7 axes).
     With a ``reporter``, logs ``eval/*`` and ``perf/sample_img_per_s_<steps>`` at ``step``.
     """
@@ -128,7 +129,7 @@ def evaluate_ldm(
 
     ev = cfg.eval
     reference = cfg.data.train_shards if ev.reference_split == "train" else cfg.data.eval_shards
-    real = ShardSource(reference)
+    real = ShardSource(reference, resolution=cfg.data.resolution, subset_seed=ev.reference_seed)
     results = []
     for steps in ev.sampling_steps:
         settings = SamplerSettings(sampler=ev.sampler, steps=int(steps), eta=float(ev.eta),

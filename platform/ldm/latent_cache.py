@@ -43,9 +43,11 @@ def module_fingerprint(module: nn.Module | None) -> str:
     return hasher.hexdigest()[:16]
 
 
-def cache_key(first_stage_id: str, dataset_id: str, sr_factor: int | None = None) -> str:
-    """The cache directory name for latents of ``dataset_id`` under first stage ``first_stage_id``."""
-    text = json.dumps({"first_stage": first_stage_id, "dataset": dataset_id, "sr_factor": sr_factor})
+def cache_key(first_stage_id: str, dataset_id: str, resolution: int, sr_factor: int | None = None) -> str:
+    """The cache directory name for latents of ``dataset_id`` at ``resolution`` px under
+    first stage ``first_stage_id``."""
+    text = json.dumps({"first_stage": first_stage_id, "dataset": dataset_id, "resolution": resolution,
+                       "sr_factor": sr_factor})
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -62,6 +64,7 @@ def build_latent_cache(
     cache_root: str | os.PathLike,
     *,
     batch_size: int,
+    resolution: int,
     device: torch.device | str = "cpu",
     sr_factor: int | None = None,
     samples_per_shard: int = 1000,
@@ -74,6 +77,8 @@ def build_latent_cache(
         first_stage: frozen ``FirstStage`` (``encode`` -> unscaled z).
         shards_dir: image shards with ``manifest.json``.
         cache_root: parent directory of all latent caches.
+        resolution: images are encoded at this size (``data.resolution``), resized exactly as
+            training batches are, so cached latents have the shape the LDM samples.
         sr_factor: also store the low-resolution image (concat conditioning).
     """
     from platform.data.loader import make_loader
@@ -81,18 +86,19 @@ def build_latent_cache(
     from platform.data.shards import ShardWriter
 
     manifest = load_manifest(shards_dir)
-    key = cache_key(module_fingerprint(first_stage), manifest.dataset_id, sr_factor)
+    key = cache_key(module_fingerprint(first_stage), manifest.dataset_id, resolution, sr_factor)
     final = Path(cache_root) / key
     if is_main() and not (final / "manifest.json").is_file():
         tmp = Path(cache_root) / f".tmp-{key}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         keys = ("cls", LATENT_EXT, "txt") + ((LOWRES_EXT,) if sr_factor else ())
-        loader = make_loader(str(shards_dir), batch_size=batch_size, shuffle=False, drop_last=False)
+        loader = make_loader(str(shards_dir), batch_size=batch_size, shuffle=False, drop_last=False,
+                             resolution=resolution)
         with ShardWriter(
-            tmp, name=f"{manifest.name}-latents", split=manifest.split, image_size=manifest.image_size,
+            tmp, name=f"{manifest.name}-latents", split=manifest.split, image_size=resolution,
             mode="latent", class_names=manifest.class_names, keys=keys, samples_per_shard=samples_per_shard,
             extra={"source_dataset_id": manifest.dataset_id, "first_stage": module_fingerprint(first_stage),
-                   "sr_factor": sr_factor},
+                   "resolution": resolution, "sr_factor": sr_factor},
         ) as writer:
             for batch in loader:
                 image = batch["image"].to(device, torch.float32)  # (B, 3, H, W)

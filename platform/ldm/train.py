@@ -204,7 +204,8 @@ def train_ldm_worker(
         sr = cfg.ldm.cond.sr_factor if Conditioning(cfg.ldm.conditioning) is Conditioning.concat else None
         cache_dir = build_latent_cache(first_stage, cfg.data.train_shards,
                                        Path(cfg.paths.work_dir).resolve() / "latent_cache",
-                                       batch_size=tc.batch_size, device=device, sr_factor=sr)
+                                       batch_size=tc.batch_size, resolution=cfg.data.resolution, device=device,
+                                       sr_factor=sr)
     batches = stream_batches(_epoch_batches(cfg, cache_dir), my_position(saved_positions))
 
     def save(position: DataPosition) -> Path | None:
