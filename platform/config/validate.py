@@ -101,6 +101,11 @@ def validate_config(cfg: DictConfig) -> None:
     unknown = [m for m in cfg.eval.metrics if m not in _KNOWN_METRICS]
     if unknown:
         raise ConfigError(f"eval.metrics has {unknown}; allowed: {_allowed(_KNOWN_METRICS)}")
+    chain = cfg.ldm.diffusion.num_steps  # counts beyond the schedule would index past t = T - 1
+    bad_steps = [s for s in cfg.eval.sampling_steps if s > chain]
+    if bad_steps:
+        raise ConfigError(f"eval.sampling_steps={list(cfg.eval.sampling_steps)} must be integers from 1 to "
+                          f"ldm.diffusion.num_steps={chain} (the full chain); bad: {bad_steps}")
     stages = [s.value for s in schema.Stage]
     _check_stages(list(cfg.sweep.stages), stages)
     bad_rerun = [r for r in cfg.sweep.rerun if r not in stages and not _KEY_PREFIX.fullmatch(str(r))]

@@ -18,13 +18,22 @@ from platform.config.schema import DiffusionConfig, Prediction, Sampler
 Net = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
 
-def make_scheduler(cfg: DiffusionConfig, sampler: str = Sampler.ddpm.value) -> DDPMScheduler | DDIMScheduler:
-    """A diffusers scheduler for ``cfg``; ``ddim`` uses CompVis' "leading" spacing + 1.
+def make_scheduler(cfg: DiffusionConfig, sampler: str = Sampler.ddpm.value, *,
+                   steps: int | None = None) -> DDPMScheduler | DDIMScheduler:
+    """A diffusers scheduler for ``cfg``; sampling uses CompVis' "leading" spacing + 1.
 
     CompVis DDIM steps are ``range(0, 1000, 1000 // S) + 1`` and the last step goes to
     ᾱ_0 (not 1): ``timestep_spacing="leading"``, ``steps_offset=1``,
-    ``set_alpha_to_one=False``. Latents are not clipped.
+    ``set_alpha_to_one=False``. Latents are not clipped. For the full chain
+    (``steps == cfg.num_steps``) the offset would reach t = T, past the schedule, so it
+    runs t = T-1 .. 0, DDPM's own chain (Ho et al. 2020, Alg. 2).
+
+    Raises:
+        ValueError: ``steps`` outside 1 .. ``cfg.num_steps``, or an unknown mode.
     """
+    if steps is not None and not 1 <= steps <= cfg.num_steps:
+        raise ValueError(f"cannot sample with {steps} steps from a {cfg.num_steps}-step schedule; "
+                         f"use 1 to {cfg.num_steps}")
     try:
         prediction = Prediction(cfg.prediction).value
         kind = Sampler(sampler)
@@ -38,7 +47,7 @@ def make_scheduler(cfg: DiffusionConfig, sampler: str = Sampler.ddpm.value) -> D
         prediction_type=prediction,
         clip_sample=False,
         timestep_spacing="leading",
-        steps_offset=1,
+        steps_offset=0 if steps == cfg.num_steps else 1,
     )
     if kind is Sampler.ddim:
         return DDIMScheduler(set_alpha_to_one=False, **common)

@@ -69,14 +69,15 @@ def sample(
         net: ``net(x_t, t, cond)`` predicting ε or v (per ``diffusion.prediction``).
         noise: x_T, on the device the sampling runs on.
         cond / uncond: conditioning for the conditional / unconditional branch.
-        steps: number of sampling steps (DDIM "leading"+1 spacing; DDPM the same subset).
+        steps: number of sampling steps, 1 to ``diffusion.num_steps`` (DDIM "leading"+1
+            spacing; DDPM the same subset; all of them: the full chain T-1 .. 0).
         diffusion: the schedule the net was trained with.
         sampler: ``ddim`` or ``ddpm``.
         eta: DDIM stochasticity η (0: deterministic).
         guidance_scale: classifier-free guidance s.
         generators: one per sample, for the noise of stochastic steps (per-sample seeding).
     """
-    scheduler = make_scheduler(diffusion, sampler)
+    scheduler = make_scheduler(diffusion, sampler, steps=steps)
     scheduler.set_timesteps(steps, device=noise.device)
     kind = Sampler(sampler)
     gens = list(generators) if generators is not None else None

@@ -75,6 +75,8 @@ def test_unknown_scale_lists_the_available_ones():
         ("ldm.conditioning=klass", "ldm.conditioning", "none, class, text, concat"),
         ("eval.num_samples=0", "eval.num_samples", ">= 1"),
         ("eval.metrics=[fid,bogus]", "eval.metrics", "fid, kid, pr, is"),
+        ("eval.sampling_steps=[10,1001]", "eval.sampling_steps", "from 1 to ldm.diffusion.num_steps=1000"),
+        ("eval.sampling_steps=[0]", "eval.sampling_steps", "positive integers"),
     ],
 )
 def test_bad_values_fail_with_key_and_allowed_values(override, key, allowed):
@@ -82,6 +84,10 @@ def test_bad_values_fail_with_key_and_allowed_values(override, key, allowed):
     with pytest.raises(ConfigError) as info:
         validate_config(cfg)
     assert key in str(info.value) and allowed in str(info.value)
+
+
+def test_the_full_sampling_chain_is_allowed():
+    validate_config(compose_config(["scale=smoke", "eval.sampling_steps=[1000]", "eval.sampler=ddpm"]))
 
 
 def test_type_errors_fail_at_composition_with_the_key():

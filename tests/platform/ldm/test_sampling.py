@@ -27,6 +27,26 @@ def test_ddim_eta0_is_deterministic():
     assert not torch.equal(a, noise)
 
 
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_the_full_1000_step_chain_runs_from_t_999_to_0(sampler):
+    from platform.ldm.diffusion import make_scheduler
+
+    seen = []
+
+    def net(x, t, cond):
+        seen.append(int(t[0]))
+        return dummy_net(x, t, cond)
+
+    out = sample(net, torch.randn(2, 2, 4, 4), None, steps=1000, diffusion=DIFF, sampler=sampler,
+                 generators=sample_generators(0, [0, 1]))
+    assert seen == list(range(999, -1, -1)) and torch.isfinite(out).all()
+    scheduler = make_scheduler(DIFF, sampler, steps=10)  # shorter chains keep CompVis' leading + 1
+    scheduler.set_timesteps(10)
+    assert scheduler.timesteps[0] == 901 and scheduler.timesteps[-1] == 1
+    with pytest.raises(ValueError, match="1 to 1000"):
+        sample(net, torch.randn(1, 2, 4, 4), None, steps=1001, diffusion=DIFF, sampler=sampler)
+
+
 def test_ddim_eta1_uses_the_generators():
     noise = torch.randn(2, 2, 4, 4)
     a = sample(dummy_net, noise, None, steps=5, diffusion=DIFF, eta=1.0, generators=sample_generators(0, [0, 1]))
