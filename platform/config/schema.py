@@ -148,6 +148,7 @@ class FirstStageConfig:
     attn_resolutions: List[int] = field(default_factory=list)
     codebook_size: int = 0  # |Z| for VQ, 0 otherwise
     kl_weight: float = 1.0e-6
+    learn_logvar: bool = False  # CompVis keeps the NLL's log-variance out of the optimiser (s = 0)
     codebook_weight: float = 1.0
     vq_beta: float = 0.25
     perceptual_weight: float = 1.0

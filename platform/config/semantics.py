@@ -64,6 +64,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "first_stage.attn_resolutions": (FIRST_STAGE,),
     "first_stage.codebook_size": (FIRST_STAGE,),
     "first_stage.kl_weight": (FIRST_STAGE,),
+    "first_stage.learn_logvar": (FIRST_STAGE,),
     "first_stage.codebook_weight": (FIRST_STAGE,),
     "first_stage.vq_beta": (FIRST_STAGE,),
     "first_stage.perceptual_weight": (FIRST_STAGE,),

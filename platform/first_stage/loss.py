@@ -2,7 +2,7 @@
 taming's ``VQLPIPSWithDiscriminator``).
 
     L_rec  = |x − x̃| + w_p · LPIPS(x, x̃)
-    KL:  L = Σ(L_rec / e^s + s) / B  +  kl_weight · KL / B      (s: learned log-variance)
+    KL:  L = Σ(L_rec / e^s + s) / B  +  kl_weight · KL / B      (s: log-variance, 0 unless learned)
     VQ:  L = mean(L_rec)  +  codebook_weight · L_codebook
     G:   L += d_weight · disc_factor · (−mean D(x̃))
     D:   disc_factor · ½ (mean relu(1 − D(x)) + mean relu(1 + D(x̃)))      (hinge)
@@ -62,6 +62,7 @@ class FirstStageLoss(nn.Module):
         disc_weight: float,
         disc_start: int,
         logvar_init: float = 0.0,
+        learn_logvar: bool = False,
     ) -> None:
         super().__init__()
         if regularizer not in ("kl", "vq"):
@@ -75,8 +76,11 @@ class FirstStageLoss(nn.Module):
         self.codebook_weight = codebook_weight
         self.disc_weight = disc_weight
         self.disc_start = disc_start
-        # s in L_nll = L_rec / e^s + s (KL only; taming's VQ loss has none).
-        self.logvar = nn.Parameter(torch.full((), logvar_init)) if regularizer == "kl" else None
+        # s in L_nll = L_rec / e^s + s (KL only; taming's VQ loss has none). CompVis declares
+        # it a parameter but leaves it out of the autoencoder optimiser, so it stays at its
+        # initial value; ``learn_logvar`` trains it instead.
+        self.logvar = (nn.Parameter(torch.full((), logvar_init), requires_grad=learn_logvar)
+                       if regularizer == "kl" else None)
 
     @classmethod
     def from_config(cls, fs: Mapping[str, Any], perceptual: nn.Module | None) -> "FirstStageLoss":
@@ -89,6 +93,7 @@ class FirstStageLoss(nn.Module):
             codebook_weight=fs["codebook_weight"],
             disc_weight=fs["disc_weight"],
             disc_start=fs["disc_start"],
+            learn_logvar=fs.get("learn_logvar", False),
         )
 
     def adversarial(self, step: int) -> bool:

@@ -75,7 +75,10 @@ class LdmPipeline:
         guidance_scale: float = 1.0,
         autocast: bool = False,
     ) -> torch.Tensor:
-        """Images of samples ``indices``: uint8 (n, 3, H, W) on the CPU."""
+        """Images of samples ``indices``: uint8 (n, 3, H, W) on the CPU.
+
+        ``autocast`` runs the denoiser in bf16 on CUDA; the first-stage decoder always runs in fp32.
+        """
         indices = list(indices)
         device = self.device
         gens = sample_generators(seed, indices)
@@ -89,7 +92,8 @@ class LdmPipeline:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast and device.type == "cuda"):
             z = sample(self.model.denoise, noise, cond, steps=steps, diffusion=self.diffusion, sampler=sampler,
                        eta=eta, guidance_scale=guidance_scale, uncond=uncond, generators=gens)
-            x = self.first_stage.decode(z.float() / self.scale_factor)  # (n, 3, H, W)
+        # Decode in fp32, as training grids and CPU runs do, so CPU and GPU pixels (and FIDs) compare.
+        x = self.first_stage.decode(z.float() / self.scale_factor)  # (n, 3, H, W)
         return to_uint8(x).cpu()
 
 

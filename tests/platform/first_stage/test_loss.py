@@ -62,7 +62,7 @@ def test_no_adversarial_term_before_disc_start():
 
 def test_kl_loss_is_the_summed_nll_with_learned_logvar_plus_weighted_kl():
     x, rec, weight = _decoder_pass()
-    loss = _loss("kl", kl_weight=0.01)
+    loss = _loss("kl", kl_weight=0.01, learn_logvar=True)
     loss.logvar.data.fill_(0.5)
     out = Reconstruction(rec=rec, kl=torch.tensor([3.0, 5.0]))
     total, logs = loss.generator_loss(x, out, None, weight, step=0)
@@ -72,6 +72,25 @@ def test_kl_loss_is_the_summed_nll_with_learned_logvar_plus_weighted_kl():
     assert torch.allclose(total, nll + 0.01 * 4.0)
     total.backward()
     assert loss.logvar.grad is not None and loss.logvar.grad != 0  # s is learned
+
+
+def test_logvar_stays_out_of_the_optimiser_by_default_as_in_compvis():
+    from platform.config.compose import compose_config
+    from platform.training.optim import adam
+
+    cfg = compose_config(["scale=smoke", "first_stage=kl_f4"])
+    assert cfg.first_stage.learn_logvar is False
+    fixed = FirstStageLoss.from_config(cfg.first_stage, _L2Perceptual())
+    learned = FirstStageLoss.from_config({**cfg.first_stage, "learn_logvar": True}, _L2Perceptual())
+    for loss, trained in ((fixed, False), (learned, True)):
+        x, rec, weight = _decoder_pass()
+        head = nn.Linear(1, 1)  # something else the autoencoder optimiser updates
+        opt = adam([*head.parameters(), *loss.parameters()], lr=0.1)
+        total, _ = loss.generator_loss(x, Reconstruction(rec=rec, kl=torch.tensor([1.0, 1.0])), None, weight, step=0)
+        (total + head.weight.sum()).backward()
+        opt.step()
+        assert (loss.logvar.item() != 0.0) is trained
+        assert any(p is loss.logvar for group in opt.param_groups for p in group["params"]) is trained
 
 
 def test_vq_loss_adds_the_codebook_term_to_the_mean_nll():
