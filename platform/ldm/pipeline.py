@@ -92,8 +92,10 @@ class LdmPipeline:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast and device.type == "cuda"):
             z = sample(self.model.denoise, noise, cond, steps=steps, diffusion=self.diffusion, sampler=sampler,
                        eta=eta, guidance_scale=guidance_scale, uncond=uncond, generators=gens)
-        # Decode in fp32, as training grids and CPU runs do, so CPU and GPU pixels (and FIDs) compare.
-        x = self.first_stage.decode(z.float() / self.scale_factor)  # (n, 3, H, W)
+        # Decode in fp32 (autocast off, even under a caller's), as training grids and CPU runs
+        # do, so CPU and GPU pixels (and FIDs) compare.
+        with torch.autocast(device.type, enabled=False):
+            x = self.first_stage.decode(z.float() / self.scale_factor)  # (n, 3, H, W)
         return to_uint8(x).cpu()
 
 
