@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import torch
 from omegaconf import DictConfig
 
-from platform.config.schema import Sampler
+from platform.config.schema import Conditioning, Sampler
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class LdmSampleSource:
             from platform.ldm.load import load_ldm
 
             device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-            self._pipeline, _ = load_ldm(self.checkpoint, device=device)
+            self._pipeline, _ = load_ldm(self.checkpoint, device=device, num_conditions=self.num_samples)
         return self._pipeline
 
     def __len__(self) -> int:
@@ -107,6 +107,24 @@ class LdmEvalResult:
                 "images_per_s": self.images_per_s, "metrics": dict(self.metrics)}
 
 
+def reference_images(cfg: DictConfig) -> tuple[Any, int | None]:
+    """The images samples are compared with, and N_ref (None: the evaluation default, N).
+
+    Super-resolution (concat conditioning): sample i upsamples held-out image i, so the
+    ground truth is the first N held-out images themselves, at ``data.resolution``.
+    Otherwise: a seeded random draw (``eval.reference_seed``) of the
+    ``eval.reference_split`` shards at ``data.resolution``.
+    """
+    from evaluation.sources import ShardSource
+
+    ev = cfg.eval
+    if Conditioning(cfg.ldm.conditioning) is Conditioning.concat:
+        held_out = ShardSource(cfg.data.eval_shards, resolution=cfg.data.resolution, subset_seed=None)
+        return held_out, min(ev.num_samples, len(held_out))
+    shards = cfg.data.train_shards if ev.reference_split == "train" else cfg.data.eval_shards
+    return ShardSource(shards, resolution=cfg.data.resolution, subset_seed=ev.reference_seed), None
+
+
 def evaluate_ldm(
     ldm_checkpoint: Path | str,
     cfg: DictConfig,
@@ -119,23 +137,20 @@ def evaluate_ldm(
     """FID / KID / precision-recall (``cfg.eval.metrics``) of an LDM, once per ``eval.sampling_steps``.
 
     Samples ``eval.num_samples`` images with ``eval.sampler`` / ``eta`` / ``guidance_scale``
-    / ``seed``, against a random draw (``eval.reference_seed``) of ``data.<eval.reference_split>``
-    shards at ``data.resolution``, on the evaluation workers.
+    / ``seed``, against :func:`reference_images`, on the evaluation workers.
     Also measures sampling throughput (images/s) per step count (the paper's Fig. 7 axes).
     With a ``reporter``, logs ``eval/*`` and ``perf/sample_img_per_s_<steps>`` at ``step``.
     """
-    from evaluation.sources import ShardSource
     from evaluation.workers import evaluate
 
     ev = cfg.eval
-    reference = cfg.data.train_shards if ev.reference_split == "train" else cfg.data.eval_shards
-    real = ShardSource(reference, resolution=cfg.data.resolution, subset_seed=ev.reference_seed)
+    real, num_reference = reference_images(cfg)
     results = []
     for steps in ev.sampling_steps:
         settings = SamplerSettings(sampler=ev.sampler, steps=int(steps), eta=float(ev.eta),
                                    guidance_scale=float(ev.guidance_scale), seed=int(ev.seed))
         fake = LdmSampleSource(ldm_checkpoint, settings, ev.num_samples, batch_size=ev.batch_size)
-        report = evaluate(fake, real, metrics=list(ev.metrics), num_samples=ev.num_samples,
+        report = evaluate(fake, real, metrics=list(ev.metrics), num_samples=ev.num_samples, num_reference=num_reference,
                           num_workers=num_workers or ev.num_workers, batch_size=ev.batch_size,
                           cache_dir=cache_dir, gpus_per_worker=ev.gpus_per_worker,
                           inception_weights=ev.inception_weights, kid_subsets=ev.kid_subsets,

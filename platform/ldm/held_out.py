@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -9,6 +10,8 @@ from omegaconf import DictConfig
 
 from platform.config.schema import Conditioning
 from platform.ldm.conditioning import low_resolution
+
+log = logging.getLogger(__name__)
 
 
 def held_out_conditions(cfg: DictConfig, count: int) -> Any:
@@ -30,6 +33,9 @@ def held_out_conditions(cfg: DictConfig, count: int) -> Any:
             break
     if not captions:
         raise ValueError(f"no held-out samples in {cfg.data.eval_shards} to condition on")
+    if len(captions) < count:
+        log.warning("%s holds %d held-out conditions for %d samples: samples cycle through them",
+                    cfg.data.eval_shards, len(captions), count)
     if mode is Conditioning.text:
         return captions[:count]
     return low_resolution(torch.cat(images)[:count].float(), cfg.ldm.cond.sr_factor)

@@ -20,6 +20,7 @@ def load_ldm(
     device: torch.device | str = "cpu",
     use_ema: bool = True,
     conditions: Any = None,
+    num_conditions: int = 256,
 ) -> tuple[LdmPipeline, DictConfig]:
     """An ``LdmPipeline`` (EMA weights by default) and the run's resolved config.
 
@@ -29,7 +30,9 @@ def load_ldm(
     Args:
         checkpoint: an LDM checkpoint directory (``.../checkpoints/step-NNNNNNNN``).
         conditions: captions (text) or low-res images (concat) cycled by sample index;
-            None loads the first held-out ones named by the config.
+            None loads the first ``num_conditions`` held-out ones named by the config
+            (evaluation passes N, so N samples get N distinct conditions where the
+            held-out split has that many).
     """
     states, meta, _ = load_checkpoint(checkpoint)
     if meta.get("kind") != "ldm":
@@ -55,7 +58,7 @@ def load_ldm(
     if conditions is None and cfg.ldm.conditioning in ("text", "concat"):
         from platform.ldm.held_out import held_out_conditions
 
-        conditions = held_out_conditions(cfg, 256)
+        conditions = held_out_conditions(cfg, num_conditions)
     pipeline = LdmPipeline(model, first_stage, cond_input, reference["scale_factor"], cfg.ldm.diffusion,
                            num_classes=cfg.data.num_classes, conditions=conditions)
     return pipeline, cfg
