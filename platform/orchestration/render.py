@@ -33,9 +33,16 @@ def _metric_cell(summary: dict[str, Any], key: str) -> str:
     return _fmt(summary.get(key))
 
 
-def format_summary(trials: Sequence[Any], work_dir: Path) -> str:
+def format_summary(trials: Sequence[Any], work_dir: Path, *, first_complete: Optional[tuple[int, float]] = None,
+                   all_complete_s: Optional[float] = None) -> str:
     """The end-of-sweep table, one row per trial (metrics ± their 95 % interval half-width),
-    then which differences are significant, any failures and unavailable metrics."""
+    then when the first trial completed, which differences are significant, any failures
+    and unavailable metrics.
+
+    Args:
+        first_complete: (trial index, seconds after the stages were submitted).
+        all_complete_s: seconds until every trial had finished.
+    """
     rows, notes = [], []
     reasons: dict[tuple[str, str], list[str]] = {}  # (metric, why) -> trials
     compared: list[tuple[str, dict[str, Any]]] = []
@@ -65,6 +72,9 @@ def format_summary(trials: Sequence[Any], work_dir: Path) -> str:
     if significance:
         notes = ["± = half-width of the 95 % interval; significant = intervals do not overlap",
                  *significance, *notes]
+    if first_complete is not None:
+        total = f" (all trials: {_duration(all_complete_s)})" if all_complete_s is not None else ""
+        notes.insert(0, f"first complete trial: {first_complete[0]} after {_duration(first_complete[1])}{total}")
     notes += [f"{key} unavailable (trials {', '.join(ids)}): {why}" for (key, why), ids in reasons.items()]
     header = ["trial", "name", "f", "reg", *(name for name, _ in SUMMARY_COLUMNS), "device-h", "status"]
     return "\nsummary\n" + format_table(header, rows) + ("\n" + "\n".join(notes) if notes else "")

@@ -36,7 +36,7 @@ from platform.orchestration.reuse import decide
 from platform.orchestration.display import REFRESH_S, make_display
 from platform.orchestration.render import format_summary
 from platform.orchestration.stage_functions import StageFunction
-from platform.orchestration.stage_task import StageSpec, describe_failure, remote_execute_stage
+from platform.orchestration.stage_task import StageSpec, describe_failure, gate, remote_execute_stage
 from platform.orchestration.writer import start_writer
 from platform.report import build_report
 from platform.training.paths import with_absolute_paths
@@ -263,10 +263,19 @@ class SweepRunner:
 
     # -- the graph ----------------------------------------------------------------
     def submit(self, owners: dict[str, tuple[str, Trial]]) -> dict[int, Any]:
-        """One task per unique key; returns trial index -> ref of its last stage."""
+        """One task per unique key; returns trial index -> ref of its last stage.
+
+        Depth-first: trial i's first new stage waits (a Ray dependency, :func:`gate`) until
+        trial i - W has finished, W = the cluster's CPUs, so at most W trials are in
+        progress and a trial's downstream stages never queue behind other trials' upstream
+        work. Each trial runs its stages in order, so W trials keep W slots busy.
+        """
         refs: dict[str, Any] = {}
         finals: dict[int, Any] = {}
-        for trial in self.trials:
+        window = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        for position, trial in enumerate(self.trials):
+            before = self.trials[position - window].plan.index if position >= window else None
+            after = gate(finals[before]) if before is not None else None
             upstream: list[Any] = []
             for stage in trial.plan.stages:
                 key = trial.keys[stage]
@@ -279,7 +288,8 @@ class SweepRunner:
                                      function=self.stage_functions.get(stage))
                     refs[key] = remote_execute_stage.options(
                         name=f"{stage}:{key[:8]}", **_resources(stage, owner_cfg)
-                    ).remote(spec, self.writer, self.board, *upstream)
+                    ).remote(spec, self.writer, self.board, *upstream, after=after)
+                    after = None  # later stages wait on this one anyway
                 upstream = [refs[key]]
                 self.ref_of[(trial.plan.index, stage)] = refs[key]
             finals[trial.plan.index] = upstream[0]
@@ -287,13 +297,18 @@ class SweepRunner:
 
     def wait(self, finals: dict[int, Any]) -> None:
         display = make_display(self.trials)
+        started = time.time()
+        trial_of = {ref: index for index, ref in finals.items()}
         pending = list(finals.values())
         try:
             while pending:
-                _, pending = ray.wait(pending, num_returns=len(pending), timeout=REFRESH_S)
+                ready, pending = ray.wait(pending, num_returns=1, timeout=REFRESH_S)
+                if ready and self.first_complete is None:
+                    self.first_complete = (trial_of[ready[0]], time.time() - started)
                 display.update(ray.get(self.board.snapshot.remote()))
         finally:
             display.close()
+        self.all_complete_s = time.time() - started
         for trial in self.trials:
             for stage in trial.plan.stages:
                 try:
@@ -346,7 +361,8 @@ class SweepRunner:
             self._log_trial_results(trial)
             self._call("end_run", trial.run_id, "FAILED" if trial.error else "FINISHED")
         failed = [t for t in self.trials if t.error]
-        table = format_summary(self.trials, self.work_dir)
+        table = format_summary(self.trials, self.work_dir, first_complete=self.first_complete,
+                               all_complete_s=self.all_complete_s)
         print(table)
         self._call("log_bytes", self.parent_run, table.encode(), "summary.txt")
         report_dir = self.work_dir / "reports" / self.sweep_id
@@ -382,6 +398,8 @@ class SweepRunner:
         self.writer = start_writer(self.uri)
         self.board = RemoteProgressBoard.remote()
         self.ref_of: dict[tuple[int, str], Any] = {}
+        self.first_complete: Optional[tuple[int, float]] = None  # (trial index, seconds after submission)
+        self.all_complete_s: Optional[float] = None
         owners = self.open_runs()
         try:
             self.wait(self.submit(owners))

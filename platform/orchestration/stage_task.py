@@ -73,8 +73,11 @@ def _capture(path: Path) -> Iterator[None]:
         yield
 
 
-def execute_stage(spec: StageSpec, writer: Any, board: Any, *upstream: dict[str, Any]) -> dict[str, Any]:
-    """Run ``spec`` (or return its finished record); ``upstream`` are the records it consumes."""
+def execute_stage(spec: StageSpec, writer: Any, board: Any, *upstream: dict[str, Any], after: Any = None) -> dict[str, Any]:
+    """Run ``spec`` (or return its finished record); ``upstream`` are the records it consumes.
+
+    ``after`` is a scheduling gate (see :func:`gate`): Ray starts the task once it resolves.
+    """
     directory = Path(spec.directory)
     sink = ActorSink(writer)
     progress_key = f"{spec.stage}:{spec.key}"
@@ -110,6 +113,19 @@ def execute_stage(spec: StageSpec, writer: Any, board: Any, *upstream: dict[str,
 
 
 remote_execute_stage = ray.remote(execute_stage)
+
+
+@ray.remote(num_cpus=0)
+def _settled(refs: list) -> None:
+    ray.wait(refs, num_returns=len(refs))  # done or failed: a failed trial must not block others
+
+
+def gate(ref: Any) -> Any:
+    """A ref that resolves (to None) when ``ref``'s task has finished, successfully or not.
+
+    ``ref`` travels inside a list so Ray does not resolve it (and re-raise its error) here.
+    """
+    return _settled.remote([ref])
 
 
 def describe_failure(error: BaseException) -> str:
