@@ -310,6 +310,8 @@ def compute_metrics(
             for name in names_out:
                 if name not in out:
                     out[name] = MetricResult(None, n, n_ref if name != "is" else None, unavailable=str(err), name=name)
+                elif out[name].interval is None:  # the value exists; too few samples for its interval
+                    out[name].details["no_interval"] = str(err)
 
     def fid() -> None:
         (mu1, s1), (mu2, s2) = fake.mean_cov(), real.mean_cov()

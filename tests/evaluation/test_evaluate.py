@@ -22,7 +22,9 @@ def test_shards_in_process_with_reference_cache(tiny_shards, detector, tmp_path,
         assert first.metrics[name].value is not None and first.metrics[name].n == 5 and first.metrics[name].n_ref == 5
     assert first.metrics["is"].value is None and "no 1008-way fc layer" in first.metrics["is"].unavailable
     assert first.metrics["kid"].details["subset_size"] == 2  # capped at N/2 so the subsets differ
-    assert all(first.metrics[m].interval is not None for m in ("fid", "kid", "precision", "recall"))
+    assert first.metrics["fid"].interval is not None and first.metrics["kid"].interval is not None
+    # halves of 5 samples cannot hold k = 3 neighbours: a value, and the reason it has no interval
+    assert first.metrics["precision"].interval is None and "k=3" in first.metrics["precision"].details["no_interval"]
 
     second = evaluate(test, train, num_samples=5, **kwargs)
     assert second.info["reference_cache"] == "hit" and "reference cache hit" in caplog.text

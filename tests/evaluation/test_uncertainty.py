@@ -130,3 +130,18 @@ def test_compute_metrics_attaches_intervals_caps_kid_subsets_and_adds_fid_inf():
     assert significantly_different(near["fid"], far["fid"])
     assert significantly_different(near["kid"], far["kid"])
     assert not significantly_different(near["fid"], compute_metrics(stats(0.0), real, ("fid",), has_classifier=False)["fid"])
+
+
+def test_too_few_samples_for_an_interval_keep_the_value_and_say_why():
+    import torch
+
+    from evaluation.stats import FeatureStats
+    from evaluation.workers import compute_metrics
+
+    g = torch.Generator().manual_seed(0)
+    fake, real = FeatureStats(8, keep_features=True), FeatureStats(8, keep_features=True)
+    fake.update(torch.randn(6, 8, generator=g), range(6))
+    real.update(torch.randn(6, 8, generator=g), range(6))
+    out = compute_metrics(fake, real, ("pr",), has_classifier=False)
+    assert out["precision"].value is not None and out["precision"].interval is None
+    assert "k=3" in out["precision"].details["no_interval"]
