@@ -106,6 +106,8 @@ RANGES: dict[str, Range] = {
     "eval.kid_subset_size": POSITIVE_INT,
     "eval.kid_subsets": POSITIVE_INT,
     "eval.pr_k": POSITIVE_INT,
+    "eval.uncertainty_repeats": Range(2, integer=True),  # a spread needs two subsets
+    "eval.reference_seed": COUNT,
     "eval.seed": COUNT,
     "cluster.num_cpus": Range(1, integer=True, optional=True),
     "cluster.num_gpus": Range(0, integer=True, optional=True),

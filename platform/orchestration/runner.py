@@ -266,13 +266,15 @@ class SweepRunner:
         """One task per unique key; returns trial index -> ref of its last stage.
 
         Depth-first: trial i's first new stage waits (a Ray dependency, :func:`gate`) until
-        trial i - W has finished, W = the cluster's CPUs, so at most W trials are in
-        progress and a trial's downstream stages never queue behind other trials' upstream
-        work. Each trial runs its stages in order, so W trials keep W slots busy.
+        trial i - W has finished, W = ``sweep.max_concurrent_trials`` or else the cluster's
+        CPUs, so at most W trials are in progress and a trial's downstream stages never
+        queue behind other trials' upstream work. Each trial runs its stages in order, so
+        W trials keep W slots busy.
         """
         refs: dict[str, Any] = {}
         finals: dict[int, Any] = {}
-        window = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        window = (self.trials[0].cfg["sweep"]["max_concurrent_trials"]
+                  or max(1, int(ray.cluster_resources().get("CPU", 1))))
         for position, trial in enumerate(self.trials):
             before = self.trials[position - window].plan.index if position >= window else None
             after = gate(finals[before]) if before is not None else None
