@@ -62,9 +62,9 @@ def format_summary(trials: Sequence[Any], work_dir: Path, *, first_complete: Opt
             else:
                 cells.append(_metric_cell(summary, key))
         status = "ok" if not trial.error else f"FAILED ({trial.failed_stage})"
-        rows.append([trial.plan.index, trial.plan.name, trial.cfg["first_stage"]["f"], trial.cfg["first_stage"]["regularizer"],
-                     *cells, f"{hours:.3f}", status])
-        compared.append((f"{trial.plan.index} (f={trial.cfg['first_stage']['f']})", summary))
+        rows.append([trial.plan.index, trial.plan.name, trial.cfg["first_stage"]["f"],
+                     trial.cfg["first_stage"]["regularizer"], *cells, f"{hours:.3f}", status])
+        compared.append((f"{trial.plan.index} ({trial.plan.name})", summary))
         if trial.error:
             log = Path(work_dir) / "stages" / trial.failed_stage / trial.keys[trial.failed_stage] / "stage.log"
             notes.append(f"trial {trial.plan.index} failed in {trial.failed_stage}: {trial.error}\n    log: {log}")

@@ -19,7 +19,7 @@ def _scalars(fid: float, half: float, prefix: str = "eval/") -> dict[str, float]
 
 def _trial(index: int, f: int, fid: float, half: float) -> SimpleNamespace:
     summary = {**_scalars(fid, half), "perf/sample_img_per_s": 3.0}
-    return SimpleNamespace(plan=SimpleNamespace(index=index), cfg={"first_stage": {"f": f, "regularizer": "kl"}},
+    return SimpleNamespace(plan=SimpleNamespace(index=index, name=f"f={f} kl"), cfg={"first_stage": {"f": f, "regularizer": "kl"}},
                            records={"eval": {"summary": summary}}, error=None, failed_stage=None, keys={})
 
 
@@ -27,8 +27,8 @@ def test_summary_shows_intervals_n_ref_and_which_differences_are_significant(tmp
     text = format_summary([_trial(0, 1, 250.0, 10.0), _trial(1, 4, 180.0, 12.0), _trial(2, 8, 175.0, 9.0)], tmp_path)
     assert "250 ±10" in text and "175 ±9" in text and "N_ref" in text and "120" in text
     (line,) = [x for x in text.splitlines() if x.startswith("FID:")]
-    assert "best 2 (f=8)" in line and "significantly worse: 0 (f=1)" in line
-    assert "not significantly different: 1 (f=4)" in line
+    assert "best 2 (f=8 kl)" in line and "significantly worse: 0 (f=1 kl)" in line
+    assert "not significantly different: 1 (f=4 kl)" in line
 
 
 def test_report_tables_and_figures_carry_the_intervals(tmp_path):
