@@ -7,6 +7,7 @@ from typing import Any, Optional, Sequence
 
 from evaluation.comparison import COMPARED, format_value, significance_notes
 from evaluation.uncertainty import metric_from_mlflow
+from platform.orchestration.display import duration
 from platform.orchestration.plan import format_table
 
 
@@ -73,8 +74,8 @@ def format_summary(trials: Sequence[Any], work_dir: Path, *, first_complete: Opt
         notes = ["± = half-width of the 95 % interval; significant = intervals do not overlap",
                  *significance, *notes]
     if first_complete is not None:
-        total = f" (all trials: {_duration(all_complete_s)})" if all_complete_s is not None else ""
-        notes.insert(0, f"first complete trial: {first_complete[0]} after {_duration(first_complete[1])}{total}")
+        total = f" (all trials: {duration(all_complete_s)})" if all_complete_s is not None else ""
+        notes.insert(0, f"first complete trial: {first_complete[0]} after {duration(first_complete[1])}{total}")
     notes += [f"{key} unavailable (trials {', '.join(ids)}): {why}" for (key, why), ids in reasons.items()]
     header = ["trial", "name", "f", "reg", *(name for name, _ in SUMMARY_COLUMNS), "device-h", "status"]
     return "\nsummary\n" + format_table(header, rows) + ("\n" + "\n".join(notes) if notes else "")
