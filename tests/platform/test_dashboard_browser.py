@@ -249,7 +249,10 @@ def test_compare_view_plots_fid_and_the_sample_grid_opens(sweep, dashboard, brow
 
     run = trials[0]
     browser.get(f"{base}/#/experiments/{exp_id}/runs/{run.info.run_id}/artifacts/samples/step_00000010.png")
-    _wait_for(browser, lambda b: any(b.execute_script("return arguments[0].naturalWidth", img) > 64
+    # The artifact viewer shows the PNG as a blob: image, 4 x 4 samples of 32 px.
+    _wait_for(browser, lambda b: any((img.get_attribute("src") or "").startswith("blob:")
+                                     and b.execute_script("return arguments[0].naturalWidth", img) == 128
                                      for img in b.find_elements("tag name", "img")), "the sample grid image")
+    assert "samples/step_00000010.png" in _text(browser)
     _close_assistant(browser)
     browser.save_screenshot(str(SHOTS / "sample_grid.png"))
