@@ -16,13 +16,14 @@ def test_fid_kid_pr_agree_with_torch_fidelity(detector):
     import torch_fidelity
 
     fake, real = digit_images((0, 1, 2, 3, 4), 12), digit_images((5, 6, 7, 8, 9), 12)
+    # KID subsets of 6 = N/2: below our cap (subsets must differ), so both draw the same subsets.
     ours = evaluate(TensorSource(fake), TensorSource(real), metrics="fid,kid,pr", num_workers=0, use_cache=False,
-                    kid_subset_size=12, kid_subsets=10, detector=detector).metrics
+                    kid_subset_size=6, kid_subsets=10, detector=detector).metrics
     theirs = torch_fidelity.calculate_metrics(
         input1=UInt8Images(fake), input2=UInt8Images(real), cuda=False, fid=True, kid=True, prc=True,
         feature_extractor="inception-v3-compat", feature_layer_prc="2048",  # PR on Inception pool features
         feature_extractor_weights_path=str(detector.asset.path),
-        kid_subset_size=12, kid_subsets=10, batch_size=12, cache=False, verbose=False, save_cpu_ram=True,
+        kid_subset_size=6, kid_subsets=10, batch_size=12, cache=False, verbose=False, save_cpu_ram=True,
     )
     assert ours["fid"].value == pytest.approx(theirs["frechet_inception_distance"], rel=1e-4)
     assert ours["kid"].value == pytest.approx(theirs["kernel_inception_distance_mean"], rel=1e-4)
