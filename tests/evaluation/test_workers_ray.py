@@ -20,15 +20,18 @@ def test_two_workers_match_one(ray_cluster, eval_cache, inception_asset, tmp_pat
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(fake_dir / f"{i:03d}.png")
     fake, real = FolderSource(fake_dir), TensorSource(digit_images((3, 4, 5), 7), name="digits 3-5")
 
-    # The merged statistics themselves: K = 2 actors give K = 1's sums, Gram and rows.
-    pools = {k: _Pool(inception_asset, num_workers=k, use_ray=True, device="cpu", batch_size=4,
-                      gpus_per_worker=0, cpus_per_worker=1) for k in (1, 2)}
-    try:
-        stats = {k: pool.run(fake, 7, keep_features=True, keep_logits=False)[0] for k, pool in pools.items()}
-        real_stats = pools[1].run(real, 7, keep_features=True, keep_logits=False)[0]
-    finally:
-        for pool in pools.values():
+    # The merged statistics themselves: K = 2 actors give K = 1's sums, Gram and rows. One pool
+    # at a time: each actor holds a CPU, and the test cluster has two.
+    def extract(k: int, source) -> FeatureStats:
+        pool = _Pool(inception_asset, num_workers=k, use_ray=True, device="cpu", batch_size=4,
+                     gpus_per_worker=0, cpus_per_worker=1)
+        try:
+            return pool.run(source, 7, keep_features=True, keep_logits=False)[0]
+        finally:
             pool.close()
+
+    stats = {k: extract(k, fake) for k in (1, 2)}
+    real_stats = extract(1, real)
     one, two = stats[1], stats[2]
     assert one.count == two.count == 7 and torch.equal(one.indices, two.indices)
     for name in ("sum", "gram", "features"):
