@@ -35,7 +35,9 @@ def _stream(images, micro):
 def _gradient_step(regularizer, grad_accum, micro, images):
     trainee, disc, loss, opts = _setup(disc_start=100, regularizer=regularizer)
     grads = []  # what the autoencoder optimiser steps with, read just before it steps
-    opts[0].register_step_pre_hook(lambda *_: grads.extend(p.grad.clone() for p in trainee.parameters()))
+    # The log-variance is frozen by default (CompVis): it has no gradient.
+    opts[0].register_step_pre_hook(lambda *_: grads.extend(p.grad.clone() for p in trainee.parameters()
+                                                           if p.grad is not None))
     tc = OmegaConf.create({"grad_accum": grad_accum, "precision": "bf16"})
     torch.manual_seed(5)  # the KL posterior samples: drawn in order, so the same noise per image
     logs, position, _, images_seen = _train_step(trainee, disc, loss, opts, _stream(images, micro), 0, tc,
