@@ -184,9 +184,13 @@ def browser():
 
 
 def _wait_for(browser, predicate, what: str, timeout: float = 120.0):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(browser, timeout, poll_frequency=0.5).until(lambda b: predicate(b), message=what)
+    # The React UI re-renders while loading: an element found a moment ago can go stale, which
+    # means "not yet", not failure.
+    return WebDriverWait(browser, timeout, poll_frequency=0.5,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(predicate, message=what)
 
 
 def _text(browser) -> str:

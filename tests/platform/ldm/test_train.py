@@ -109,11 +109,11 @@ def test_killed_run_resumes_from_its_checkpoint(tiny_shards, first_stage_f8, tmp
     saved = list_checkpoints(run_dir / "checkpoints")
     assert saved, "the training process wrote no checkpoint before the deadline"
     killed_at = load_checkpoint(saved[-1])[2]
-    assert killed_at < 400
+    assert killed_at + 3 < 400
 
-    cfg.ldm.train.steps = killed_at + 2
+    # The same config (resume refuses a lowered step total); stop at the next checkpoint (every 3).
     reporter = LocalReporter(run_dir, quiet=True)
-    result = train_ldm(cfg, run_dir, reporter, first_stage_checkpoint=first_stage_f8)
-    assert [step for step, _ in reporter.history] == [killed_at + 1, killed_at + 2]
-    assert result.step == killed_at + 2
-    assert load_checkpoint(result.checkpoint)[0]["ema"]["num_updates"] == killed_at + 2
+    result = train_ldm(cfg, run_dir, reporter, first_stage_checkpoint=first_stage_f8, stop_at=killed_at + 3)
+    assert [step for step, _ in reporter.history] == [killed_at + 1, killed_at + 2, killed_at + 3]
+    assert result.step == killed_at + 3
+    assert load_checkpoint(result.checkpoint)[0]["ema"]["num_updates"] == killed_at + 3
