@@ -110,6 +110,18 @@ def even_slices(n: int, parts: int, batch_size: int = 1) -> list[tuple[int, int]
     return list(zip(bounds[:-1], bounds[1:]))
 
 
+def _check_feasible(bundle: dict[str, float], count: int) -> None:
+    """Refuse a pool the whole cluster could never hold (its placement group would wait forever)."""
+    import ray
+
+    total = ray.cluster_resources()
+    for resource, amount in bundle.items():
+        if amount * count > total.get(resource, 0.0):
+            raise ValueError(
+                f"eval.num_workers={count} with {amount:g} {resource} each needs {amount * count:g} {resource}, but "
+                f"the Ray cluster has {total.get(resource, 0.0):g}; lower eval.num_workers or eval.gpus_per_worker")
+
+
 class _Pool:
     """Runs ``extract`` on one in-process worker or on K Ray actors, and merges."""
 
@@ -124,10 +136,23 @@ class _Pool:
 
         from platform.cluster import ray_init
 
+        from ray.util.placement_group import placement_group
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
         ray_init()
+        bundle = {"CPU": cpus_per_worker, **({"GPU": gpus_per_worker} if gpus_per_worker else {})}
+        _check_feasible(bundle, self.num_workers)
+        # All K actors' resources are reserved at once, or none: several evaluations that
+        # each grabbed part of their actors would otherwise wait on each other forever.
+        self.group = placement_group([bundle] * self.num_workers, strategy="PACK")
+        ray.get(self.group.ready())
         actor = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker)(EvalWorker)
         threads = max(1, int(cpus_per_worker)) if gpus_per_worker == 0 else None
-        self.workers = [actor.remote(asset, device, batch_size, threads) for _ in range(self.num_workers)]
+        self.workers = [
+            actor.options(scheduling_strategy=PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=i))
+            .remote(asset, device, batch_size, threads)
+            for i in range(self.num_workers)
+        ]
         ray.get([w.ready.remote() for w in self.workers])
 
     def run(self, source: ImageSource, n: int, *, keep_features: bool, keep_logits: bool) -> tuple[FeatureStats, SliceTiming]:
@@ -156,8 +181,11 @@ class _Pool:
         if self.use_ray:
             import ray
 
+            from ray.util.placement_group import remove_placement_group
+
             for w in self.workers:
                 ray.kill(w)
+            remove_placement_group(self.group)
 
 
 def evaluate(

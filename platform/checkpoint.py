@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from platform.hashing import sha256_file, sha256_json
@@ -86,15 +88,20 @@ def save_checkpoint(
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    tensors: dict[str, torch.Tensor] = {}
-    tree = {name: _encode(state, name, tensors) for name, state in states.items()}
-    save_file(tensors, str(tmp / TENSORS_FILE))
-    (tmp / META_FILE).write_text(json.dumps({"step": step, "meta": dict(meta), "states": tree}))
-    _fsync_files(tmp)
-    # Last, after every other file is durable: its presence means "complete".
-    files = {file.name: sha256_file(file) for file in sorted(tmp.iterdir())}
-    (tmp / DIGEST_FILE).write_text(json.dumps({"files": files}, indent=1, sort_keys=True))
-    _fsync_files(tmp, only=DIGEST_FILE)
+    try:
+        tensors: dict[str, torch.Tensor] = {}
+        tree = {name: _encode(state, name, tensors) for name, state in states.items()}
+        save_file(tensors, str(tmp / TENSORS_FILE))
+        (tmp / META_FILE).write_text(json.dumps({"step": step, "meta": dict(meta), "states": tree}))
+        _fsync_files(tmp)
+        # Last, after every other file is durable: its presence means "complete".
+        files = {file.name: sha256_file(file) for file in sorted(tmp.iterdir())}
+        (tmp / DIGEST_FILE).write_text(json.dumps({"files": files}, indent=1, sort_keys=True))
+        _fsync_files(tmp, only=DIGEST_FILE)
+    except (OSError, SafetensorError) as error:  # a full disk or quota: leave nothing half-written
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(final, f"could not be written ({error}); free space under "
+                                     f"{root} or point paths.work_dir elsewhere, then rerun to resume") from error
     if final.exists():  # re-saving a step: swap, then drop the old copy
         trash = root / f".old-{final.name}-{os.getpid()}"
         os.replace(final, trash)
@@ -160,9 +167,20 @@ def verify_checkpoint(path: Path | str) -> str:
 
 
 def latest_checkpoint(root: Path | str) -> Path | None:
-    """The newest complete checkpoint under ``root``, or None."""
-    found = list_checkpoints(root)
-    return found[-1] if found else None
+    """The newest complete checkpoint under ``root`` whose bytes match its digest, or None.
+
+    A checkpoint damaged after it was completed (a crash before the page cache reached
+    the disk, a node lost mid-copy) is skipped with a warning in favour of the previous
+    one, so a restarted run resumes instead of failing on it.
+    """
+    for path in reversed(list_checkpoints(root)):
+        try:
+            verify_checkpoint(path)
+        except CheckpointError as error:
+            print(f"warning: skipping damaged {error}", file=sys.stderr, flush=True)
+            continue
+        return path
+    return None
 
 
 def load_checkpoint(path: Path | str) -> tuple[dict[str, Any], dict[str, Any], int]:

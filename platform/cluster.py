@@ -29,7 +29,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # follow .gitignore rules: anchor top-level folders with "/" so that "data" does not
 # also drop platform/data/.
 _EXCLUDES = ["/.venv", "/.git", "/data", "/runs", "/multirun", "/outputs", "/mlruns", "*.db", "__pycache__"]
-_WORKER_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true"}
+# Ray retries a task killed by its memory monitor without limit by default; one retry
+# (the node may have been busy with other stages), then the trial fails and says why.
+# Read by every process that owns tasks: the driver and the workers.
+_WORKER_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true", "RAY_task_oom_retries": "1"}
 # Settings (not secrets) that must be the same in the driver and every worker.
 _SHARED_SETTINGS = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT",
                     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER")
@@ -129,6 +132,7 @@ def ray_init(
             runtime_env=runtime_env,
             include_dashboard=False,
             log_to_driver=log_to_driver,
+            _system_config={"task_oom_retries": int(_WORKER_ENV["RAY_task_oom_retries"])},
         )
 
 

@@ -23,6 +23,13 @@ import numpy as np
 from PIL import Image
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# MLflow's HTTP client retries 7 times with backoff, ~4 minutes per call against a dead
+# server. Short, bounded retries make a dead server at start fail in seconds; longer
+# outages during a sweep are absorbed by the writer's on-disk spool instead. User
+# settings win; platform.cluster forwards them to the workers.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 from mlflow.entities import (  # noqa: E402
     Dataset, DatasetInput, InputTag, LoggedModelOutput, LoggedModelStatus, Metric, Param, RunStatus, RunTag,
@@ -90,8 +97,16 @@ class TrackingStore:
         """Create (or find) the experiment; fails with ``TrackingUnavailable`` if unreachable."""
         try:
             found = self.client.get_experiment_by_name(name)
-            if found is not None:
+            if found is not None and found.lifecycle_stage != "deleted":
                 return found.experiment_id
+        except Exception as error:  # noqa: BLE001 - any client failure means unusable store
+            raise self.unusable(error) from error
+        if found is not None:  # deleted (e.g. in the UI): its name stays taken until restored
+            raise TrackingUnavailable(redact_text(
+                f"MLflow experiment {name!r} (id {found.experiment_id}) in {self.uri} was deleted; restore it "
+                f"with `MLFLOW_TRACKING_URI={self.uri} mlflow experiments restore --experiment-id "
+                f"{found.experiment_id}` (or in the UI), or choose another name with tracking.experiment_name=NAME"))
+        try:
             location = None
             if artifact_root is not None and not self.uri.startswith(("http://", "https://")):
                 location = (Path(artifact_root) / name).resolve().as_uri()
@@ -103,13 +118,14 @@ class TrackingStore:
                     raise
                 return found.experiment_id
         except Exception as error:  # noqa: BLE001 - any client failure means unusable store
-            hint = (
-                "start it (mlflow server --host 127.0.0.1 --port PORT) or use tracking=local"
-                if self.uri.startswith("http")
-                else "check that the directory is writable"
-            )
-            raise TrackingUnavailable(redact_text(f"MLflow tracking store {self.uri} is unusable: "
-                                                  f"{str(error).splitlines()[0]}; {hint}")) from error
+            raise self.unusable(error) from error
+
+    def unusable(self, error: BaseException) -> TrackingUnavailable:
+        """The error for a store that failed a call, with how to fix it."""
+        hint = ("start it (mlflow server --host 127.0.0.1 --port PORT) or use tracking=local"
+                if self.uri.startswith("http") else "check that the directory is writable")
+        return TrackingUnavailable(redact_text(f"MLflow tracking store {self.uri} is unusable: "
+                                               f"{str(error).splitlines()[0]}; {hint}"))
 
     def find_run(self, experiment_id: str, tags: Mapping[str, str]) -> Optional[str]:
         """The id of the newest run carrying all ``tags``, if any."""

@@ -115,6 +115,9 @@ class TrainConfig:
     log_every: int = 10
     num_workers: int = 1  # Ray Train workers (DDP ranks)
     use_gpu: bool = False
+    # Restarts after a lost worker or node, each resuming from the latest intact checkpoint:
+    # Ray Train worker-group restarts, or retries of the stage task when it trains in-process.
+    max_failures: int = 2
     precision: str = "bf16"  # autocast dtype on GPU; CPU always runs fp32
     check_finite_every: int = 1  # stop on a NaN/inf loss, checked every N steps (0: never)
 

@@ -39,6 +39,7 @@ def _train_fields(stage: str) -> dict[str, tuple[str, ...]]:
         f"{stage}.train.num_workers": own,  # DDP ranks: global batch, lr scaling, data split
         f"{stage}.train.use_gpu": own,  # autocast on GPU, fp32 on CPU
         f"{stage}.train.precision": own,
+        f"{stage}.train.max_failures": OPERATIONAL,  # restarts resume exactly
     }
 
 

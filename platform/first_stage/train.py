@@ -322,7 +322,8 @@ def train_first_stage(
     loop_config = {"cfg": OmegaConf.to_container(cfg, resolve=True), "run_dir": str(run_dir),
                    "reporter": reporter, "stop_at": stop_at}
     run_training(first_stage_loop, loop_config, num_workers=tc.num_workers, use_gpu=tc.use_gpu,
-                 name=f"first_stage-{run_dir.name}", storage_path=run_dir / "ray", use_ray=use_ray)
+                 name=f"first_stage-{run_dir.name}", storage_path=run_dir / "ray", use_ray=use_ray,
+                 max_failures=tc.max_failures)
     result = read_result(run_dir)
     if result is not None:
         return result

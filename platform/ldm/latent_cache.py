@@ -26,6 +26,7 @@ from torch import nn
 
 from platform.distributed import barrier, is_main
 from platform.ldm.conditioning import low_resolution
+from platform.orchestration.records import stage_lock
 
 LATENT_EXT = "npy"  # unscaled z, float32 (c, h, w)
 LOWRES_EXT = "low.npy"  # concat conditioning: image at resolution / sr_factor, float32 (3, H/s, W/s)
@@ -81,39 +82,52 @@ def build_latent_cache(
             training batches are, so cached latents have the shape the LDM samples.
         sr_factor: also store the low-resolution image (concat conditioning).
     """
-    from platform.data.loader import make_loader
     from platform.data.manifest import load_manifest
-    from platform.data.shards import ShardWriter
 
     manifest = load_manifest(shards_dir)
     key = cache_key(module_fingerprint(first_stage), manifest.dataset_id, resolution, sr_factor)
     final = Path(cache_root) / key
     if is_main() and not (final / "manifest.json").is_file():
-        tmp = Path(cache_root) / f".tmp-{key}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        keys = ("cls", LATENT_EXT, "txt") + ((LOWRES_EXT,) if sr_factor else ())
-        loader = make_loader(str(shards_dir), batch_size=batch_size, shuffle=False, drop_last=False,
-                             resolution=resolution)
-        with ShardWriter(
-            tmp, name=f"{manifest.name}-latents", split=manifest.split, image_size=resolution,
-            mode="latent", class_names=manifest.class_names, keys=keys, samples_per_shard=samples_per_shard,
-            extra={"source_dataset_id": manifest.dataset_id, "first_stage": module_fingerprint(first_stage),
-                   "resolution": resolution, "sr_factor": sr_factor},
-        ) as writer:
-            for batch in loader:
-                image = batch["image"].to(device, torch.float32)  # (B, 3, H, W)
-                z = first_stage.encode(image).float().cpu().numpy()  # (B, c, h, w), unscaled
-                low = low_resolution(image, sr_factor).cpu().numpy() if sr_factor else None
-                for i, sample_key in enumerate(batch["key"]):
-                    sample = {"__key__": sample_key, "cls": int(batch["label"][i]), LATENT_EXT: _npy(z[i]),
-                              "txt": batch["caption"][i]}
-                    if low is not None:
-                        sample[LOWRES_EXT] = _npy(low[i])
-                    writer.write(sample)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        # Two LDMs over the same first stage may get here together: the sweep's stage lock
+        # (on a directory of its own) lets one build while the other waits, then reuses it.
+        with stage_lock(Path(cache_root) / ".locks" / key):
+            if not (final / "manifest.json").is_file():
+                _encode_into(final, first_stage, shards_dir, manifest, key, batch_size=batch_size, device=device,
+                             resolution=resolution, sr_factor=sr_factor, samples_per_shard=samples_per_shard)
     barrier()
     return final
+
+
+def _encode_into(final: Path, first_stage: nn.Module, shards_dir: str | os.PathLike, manifest: Any, key: str, *,
+                 batch_size: int, device: torch.device | str, resolution: int, sr_factor: int | None,
+                 samples_per_shard: int) -> None:
+    """Encode the shards into a temporary directory, then move it to ``final`` atomically."""
+    from platform.data.loader import make_loader
+    from platform.data.shards import ShardWriter
+
+    tmp = final.parent / f".tmp-{key}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    keys = ("cls", LATENT_EXT, "txt") + ((LOWRES_EXT,) if sr_factor else ())
+    loader = make_loader(str(shards_dir), batch_size=batch_size, shuffle=False, drop_last=False,
+                         resolution=resolution)
+    with ShardWriter(
+        tmp, name=f"{manifest.name}-latents", split=manifest.split, image_size=resolution,
+        mode="latent", class_names=manifest.class_names, keys=keys, samples_per_shard=samples_per_shard,
+        extra={"source_dataset_id": manifest.dataset_id, "first_stage": module_fingerprint(first_stage),
+               "resolution": resolution, "sr_factor": sr_factor},
+    ) as writer:
+        for batch in loader:
+            image = batch["image"].to(device, torch.float32)  # (B, 3, H, W)
+            z = first_stage.encode(image).float().cpu().numpy()  # (B, c, h, w), unscaled
+            low = low_resolution(image, sr_factor).cpu().numpy() if sr_factor else None
+            for i, sample_key in enumerate(batch["key"]):
+                sample = {"__key__": sample_key, "cls": int(batch["label"][i]), LATENT_EXT: _npy(z[i]),
+                          "txt": batch["caption"][i]}
+                if low is not None:
+                    sample[LOWRES_EXT] = _npy(low[i])
+                writer.write(sample)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
 
 
 def _read_shard(path: Path) -> list[dict[str, Any]]:

@@ -314,7 +314,8 @@ def train_ldm(
               "first_stage_checkpoint": str(first_stage_checkpoint) if first_stage_checkpoint else None,
               "stop_at": stop_at}
     run_training(_worker_entry, config, num_workers=tc.num_workers, use_gpu=tc.use_gpu,
-                 name=f"ldm-{run_dir.name}", storage_path=run_dir / "ray", use_ray=use_ray)
+                 name=f"ldm-{run_dir.name}", storage_path=run_dir / "ray", use_ray=use_ray,
+                 max_failures=tc.max_failures)
     checkpoint = latest_checkpoint(run_dir / CHECKPOINT_DIR)
     if checkpoint is None:
         raise RuntimeError(f"LDM training finished without a checkpoint under {run_dir / CHECKPOINT_DIR}")

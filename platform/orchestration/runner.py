@@ -9,8 +9,8 @@ so trials sharing a first stage wait on the same task.
 from __future__ import annotations
 
 import getpass
+import os
 import shlex
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -28,6 +28,7 @@ from platform.config.semantics import FIELDS, OPERATIONAL
 from platform.dashboard import DEFAULT_DASHBOARD, runs_view_url
 from platform.orchestration.keys import TrialKeys, digest, trial_keys
 from platform.orchestration.naming import swept_keys
+from platform.orchestration.ownership import LEASE_TAG, DriverLease, close_orphaned_runs
 from platform.orchestration.plan import TrialPlan
 from platform.orchestration.progress import RemoteProgressBoard
 from platform.orchestration.provenance import git_commit
@@ -36,6 +37,7 @@ from platform.orchestration.reuse import decide
 from platform.orchestration.display import REFRESH_S, make_display
 from platform.orchestration.render import format_summary
 from platform.orchestration.stage_functions import StageFunction
+from platform.orchestration.signals import EXIT_INTERRUPTED, stop_on_signals
 from platform.orchestration.stage_task import StageSpec, describe_failure, gate, remote_execute_stage
 from platform.orchestration.writer import start_writer
 from platform.report import build_report
@@ -50,6 +52,10 @@ VIEW_METRICS = ("eval/fid", "eval/kid", "eval/precision", "eval/recall", "eval/n
                 "perf/train_img_per_s", "perf/sample_img_per_s")
 GROUP_PARAMS = {"first_stage": ("first_stage.f", "first_stage.regularizer")}
 _STORE_KEYS = ("experiment=", "paths.", "tracking")
+
+
+EVAL_TASK_RETRIES = 1  # evaluation restarts from scratch: one more try, then the trial fails
+DRAIN_TIMEOUT_S = 120.0  # at the end, how long spooled writes may wait for the store
 
 
 class SweepSetupError(RuntimeError):
@@ -128,6 +134,35 @@ def _resources(stage: str, cfg: dict[str, Any]) -> dict[str, float]:
     return {"num_cpus": 0} if train["num_workers"] > 1 or train["use_gpu"] else {"num_cpus": 1}
 
 
+def _demand(stage: str, cfg: dict[str, Any]) -> dict[str, float]:
+    """Total CPUs/GPUs a stage needs at once (its Ray Train workers or eval actors)."""
+    if stage == Stage.eval.value:
+        workers, gpus = max(1, cfg["eval"]["num_workers"]), cfg["eval"]["gpus_per_worker"]
+        return {"GPU": workers * gpus} if gpus else {"CPU": workers}
+    train = cfg[stage]["train"]
+    return {"GPU": train["num_workers"]} if train["use_gpu"] else {"CPU": train["num_workers"]}
+
+
+def check_feasible(trials: Sequence[Trial], total: dict[str, float]) -> None:
+    """Refuse stages that ask for more CPUs/GPUs than the whole cluster has (Ray would wait
+    for them forever); raises ``SweepSetupError`` naming the trial, stage and setting."""
+    for trial in trials:
+        for stage in trial.plan.stages:
+            for resource, amount in _demand(stage, trial.cfg).items():
+                if amount > total.get(resource, 0.0):
+                    setting = ("eval.num_workers / eval.gpus_per_worker" if stage == Stage.eval.value
+                               else f"{stage}.train.num_workers / {stage}.train.use_gpu")
+                    raise SweepSetupError(
+                        f"trial {trial.plan.index}: {stage} needs {amount:g} {resource} but the Ray cluster has "
+                        f"{total.get(resource, 0.0):g}; lower {setting} or use a cluster with more {resource}s")
+
+
+def _task_retries(stage: str, cfg: dict[str, Any]) -> int:
+    """Retries of a stage task whose worker or node died (never of an exception it raised):
+    a training stage resumes from its latest checkpoint, up to its ``train.max_failures``."""
+    return EVAL_TASK_RETRIES if stage == Stage.eval.value else cfg[stage]["train"]["max_failures"]
+
+
 class SweepRunner:
     """Opens the runs, submits the graph, waits, summarises."""
 
@@ -154,26 +189,55 @@ class SweepRunner:
         except ValueError as error:
             raise SweepSetupError(str(error)) from None
         for trial in self.trials:
+            weights = trial.cfg["eval"]["inception_weights"]
+            if Stage.eval.value in trial.plan.stages and weights and not Path(weights).is_file():
+                raise SweepSetupError(f"eval.inception_weights={weights} is not a file; give the path of the FID "
+                                      "Inception weights, or leave it unset to use the resolver "
+                                      "(`python -m evaluation assets` prepares them offline)")
             trial.identity = _trial_keys(trial)
             trial.keys, trial.dataset_ids = trial.identity.keys, trial.identity.dataset_ids
         refuse_collapsed_trials(self.trials)
-        self.work_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.work_dir / f".write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as error:
+            raise SweepSetupError(f"paths.work_dir={self.work_dir} is not a writable directory ({error.strerror}); "
+                                  "choose another with paths.work_dir=DIR") from None
+        store = TrackingStore(self.uri)
         try:  # creates the SQLite store and experiment once, here, before any worker
-            self.experiment_id = TrackingStore(self.uri).ensure_experiment(
-                self.experiment, artifact_root=self.work_dir / "mlartifacts")
+            self.experiment_id = store.ensure_experiment(self.experiment, artifact_root=self.work_dir / "mlartifacts")
+            orphans = close_orphaned_runs(store, self.experiment_id, self.work_dir)
         except TrackingUnavailable as error:
             raise SweepSetupError(str(error)) from None
+        except Exception as error:  # noqa: BLE001 - the store answered the first call, then failed
+            raise SweepSetupError(str(store.unusable(error))) from None
+        if orphans:
+            counts = {status: list(orphans.values()).count(status) for status in set(orphans.values())}
+            print("runs left RUNNING by a stopped sweep were ended: "
+                  + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())), flush=True)
 
     # -- runs ---------------------------------------------------------------------
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return ray.get(self.writer.call.remote(method, *args, **kwargs))
+        """A synchronous store call through the writer. Writes never raise (they spool);
+        reads such as ``open_run`` raise ``TrackingUnavailable`` when the store is down."""
+        try:
+            return ray.get(self.writer.call.remote(method, *args, **kwargs))
+        except ray.exceptions.RayTaskError as error:
+            cause = getattr(error, "cause", None) or error
+            raise TrackingUnavailable(redact_text(
+                f"MLflow tracking store {self.uri} failed while opening the sweep's runs: "
+                f"{str(cause).splitlines()[0][:300]}; rerun the same command when it is back "
+                "(nothing was trained)")) from None
 
     def _open(self, name: str, identity: dict[str, str], parent: Optional[str] = None, **info: Any) -> str:
         """Reopen the run that ``identity`` names (a relaunch) or start it, then (re)set the
         descriptive ``info`` tags. Only identity finds a run: a rerun after a new commit
         must reopen, not duplicate."""
         run_id = self._call("open_run", self.experiment_id, name, identity, parent)
-        tags = {"git_commit": self.commit, "sweep_id": self.sweep_id, **self.source_tags,
+        tags = {"git_commit": self.commit, "sweep_id": self.sweep_id, LEASE_TAG: str(self.lease.path),
+                **self.source_tags,
                 **{k: str(v) for k, v in info.items()}}
         self._call("set_tags", run_id, tags)
         return run_id
@@ -203,7 +267,7 @@ class SweepRunner:
         overrides = {f"trial.{t.plan.index}": " ".join(map(redact_override, t.plan.overrides))
                      for t in self.trials}
         self._call("log_params", self.parent_run, overrides)
-        owners: dict[str, tuple[str, Trial]] = {}
+        owners = self.owners
         for trial in self.trials:
             config_hash = digest(trial.keys)
             trial.run_id = self._open(
@@ -220,7 +284,6 @@ class SweepRunner:
         self._mark_stale_trials()
         chains = [[(stage, t.keys[stage]) for stage in t.plan.stages] for t in self.trials]
         self.decisions = decide(self.work_dir, chains, trial0.cfg["sweep"]["rerun"])
-        self.stage_runs: dict[str, str] = {}
         for key, (stage, trial) in owners.items():
             decision = self.decisions[key]
             if not decision.run:  # finished and verified (maybe by another sweep): link it
@@ -289,7 +352,8 @@ class SweepRunner:
                                      payload=owner.payloads[stage], fingerprint=owner.fingerprints[stage],
                                      function=self.stage_functions.get(stage))
                     refs[key] = remote_execute_stage.options(
-                        name=f"{stage}:{key[:8]}", **_resources(stage, owner_cfg)
+                        name=f"{stage}:{key[:8]}", max_retries=_task_retries(stage, owner_cfg),
+                        retry_exceptions=False, **_resources(stage, owner_cfg)
                     ).remote(spec, self.writer, self.board, *upstream, after=after)
                     after = None  # later stages wait on this one anyway
                 upstream = [refs[key]]
@@ -308,6 +372,7 @@ class SweepRunner:
                 if ready and self.first_complete is None:
                     self.first_complete = (trial_of[ready[0]], time.time() - started)
                 display.update(ray.get(self.board.snapshot.remote()))
+                self.writer.replay.remote()  # an outage ends while stages are quiet, too
         finally:
             display.close()
         self.all_complete_s = time.time() - started
@@ -317,7 +382,7 @@ class SweepRunner:
                     trial.records[stage] = ray.get(self.ref_of[(trial.plan.index, stage)])
                 except Exception as error:  # noqa: BLE001 - a failed stage fails its trial only
                     trial.failed_stage = trial.failed_stage or stage
-                    trial.error = trial.error or describe_failure(error)
+                    trial.error = trial.error or describe_failure(error, stage)
                     break
 
     def _log_trial_results(self, trial: Trial) -> None:
@@ -361,19 +426,21 @@ class SweepRunner:
     def finish(self) -> int:
         for trial in self.trials:
             self._log_trial_results(trial)
-            self._call("end_run", trial.run_id, "FAILED" if trial.error else "FINISHED")
+            self._end(trial.run_id, "FAILED" if trial.error else "FINISHED")
         failed = [t for t in self.trials if t.error]
         table = format_summary(self.trials, self.work_dir, first_complete=self.first_complete,
                                all_complete_s=self.all_complete_s)
         print(table)
         self._call("log_bytes", self.parent_run, table.encode(), "summary.txt")
         report_dir = self.work_dir / "reports" / self.sweep_id
-        for path in build_report(TrackingStore(self.uri), self.experiment, self.parent_run, report_dir):
-            self._call("log_artifact", self.parent_run, str(path), "report")
-        failures = ray.get(self.writer.write_failures.remote())
-        if failures:
-            print(f"warning: {len(failures)} MLflow writes failed, first: {failures[0]}", file=sys.stderr)
-        self._call("end_run", self.parent_run, "FAILED" if failed else "FINISHED")
+        self._end(self.parent_run, "FAILED" if failed else "FINISHED")
+        if ray.get(self.writer.drain.remote(DRAIN_TIMEOUT_S)) == 0:
+            self._report(report_dir)
+        pending = ray.get(self.writer.close.remote())
+        if pending:
+            print(f"warning: the tracking store is still unreachable; {pending} writes are kept in "
+                  f"{ray.get(self.writer.spool_path.remote())} and delivered by the next sweep on this "
+                  "store (then run python -m platform.report for the figures)", file=sys.stderr)
         print(self._where(report_dir))
         return 1 if failed else 0
 
@@ -389,6 +456,36 @@ class SweepRunner:
                 f"dashboard: python -m platform.dashboard {' '.join(shlex.quote(o) for o in common)}\n"
                 f"           then open {runs_view_url(DEFAULT_DASHBOARD, self.experiment_id, self.sweep_id)}")
 
+    def _end(self, run_id: str, status: str) -> None:
+        self._call("end_run", run_id, status)
+        self.closed.add(run_id)
+
+    def stop(self) -> None:
+        """After a stop signal: end every run this driver opened and did not end as KILLED
+        (a stage that finished keeps FINISHED). Bounded: the tracking store may be down."""
+        stages = [run for key, run in self.stage_runs.items()
+                  if read_record(stage_dir(self.work_dir, self.owners[key][0], key)) is None]
+        opened = [self.parent_run, *(t.run_id for t in self.trials), *stages]
+        pending = [run for run in opened if run and run not in self.closed]
+        if self.writer is None or not pending:
+            return
+        refs = [self.writer.call.remote("end_run", run, "KILLED") for run in pending]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=60)
+        if len(ready) < len(refs):
+            print(f"{len(refs) - len(ready)} runs could not be marked KILLED now; the next run of "
+                  "any sweep on this store marks them", file=sys.stderr)
+
+    def _report(self, report_dir: Path) -> None:
+        """Figures and tables from what MLflow holds; a store failure only skips them."""
+        try:
+            paths = build_report(TrackingStore(self.uri), self.experiment, self.parent_run, report_dir)
+        except Exception as error:  # noqa: BLE001 - the sweep's results are already stored
+            print(f"warning: report not built ({redact_text(str(error).splitlines()[0])}); "
+                  "run python -m platform.report with the same arguments later", file=sys.stderr)
+            return
+        for path in paths:
+            self._call("log_artifact", self.parent_run, str(path), "report")
+
     def run(self) -> int:
         self.prepare()
         try:  # stage output goes to each stage's stage.log, not to this screen
@@ -396,40 +493,44 @@ class SweepRunner:
                      object_store_memory=self.cluster.object_store_memory, log_to_driver=False)
         except ValueError as error:  # resources given while RAY_ADDRESS joins a cluster
             raise SweepSetupError(str(error)) from None
-        check_workers()
-        self.writer = start_writer(self.uri)
-        self.board = RemoteProgressBoard.remote()
-        self.ref_of: dict[tuple[int, str], Any] = {}
+        self.writer: Any = None
+        self.parent_run = ""
+        self.stage_runs: dict[str, str] = {}
+        self.owners: dict[str, tuple[str, Trial]] = {}
+        self.closed: set[str] = set()
         self.first_complete: Optional[tuple[int, float]] = None  # (trial index, seconds after submission)
         self.all_complete_s: Optional[float] = None
-        owners = self.open_runs()
-        try:
-            self.wait(self.submit(owners))
-        except KeyboardInterrupt:
-            print("\ninterrupted: finished stages are kept; rerun the same command to resume",
-                  file=sys.stderr)
-            unfinished = [run for key, run in self.stage_runs.items()
-                          if read_record(stage_dir(self.work_dir, owners[key][0], key)) is None]
-            for run_id in [self.parent_run, *(t.run_id for t in self.trials), *unfinished]:
-                self._call("end_run", run_id, "KILLED")
-            raise
-        return self.finish()
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+        self.lease = DriverLease(self.work_dir)
+        with stop_on_signals() as signals:  # after ray.init, which installs its own SIGTERM handler
+            try:
+                check_feasible(self.trials, ray.cluster_resources())
+                check_workers()
+                self.writer = start_writer(self.uri, self.work_dir)
+                self.board = RemoteProgressBoard.remote()
+                self.ref_of: dict[tuple[int, str], Any] = {}
+                self.wait(self.submit(self.open_runs()))
+                return self.finish()
+            except TrackingUnavailable as error:
+                self.stop()
+                raise SweepSetupError(str(error)) from None
+            except KeyboardInterrupt:
+                print(f"\n{signals.received}: stopping; finished stages are kept, rerun the same command "
+                      "to resume", file=sys.stderr)
+                self.stop()
+                raise
+            finally:
+                self.lease.release()
 
 
 def run_plans(plans: Sequence[TrialPlan]) -> int:
     """Execute a validated sweep; returns the exit code (non-zero if any trial failed)."""
     started = time.time()
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill PID` stops as cleanly as Ctrl-C
     try:
         code = SweepRunner(plans).run()
     except SweepSetupError as error:
         print(f"cannot start the sweep: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     print(f"sweep finished in {time.time() - started:.0f} s")
     return code

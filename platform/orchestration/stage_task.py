@@ -128,8 +128,16 @@ def gate(ref: Any) -> Any:
     return _settled.remote([ref])
 
 
-def describe_failure(error: BaseException) -> str:
-    """One line from a (possibly Ray-wrapped) stage exception."""
+def describe_failure(error: BaseException, stage: str = "") -> str:
+    """One line from a (possibly Ray-wrapped) stage exception; a memory kill names the stage
+    and the memory the node reported."""
+    if isinstance(error, ray.exceptions.OutOfMemoryError):
+        text = str(error)
+        usage = next((line.strip() for line in text.splitlines() if "Memory on the node" in line), "")
+        killed = next((line.strip() for line in text.splitlines() if "killed" in line.lower()), "")
+        return (f"OutOfMemoryError: the {stage or 'stage'} task was killed by Ray's memory monitor "
+                f"({usage or killed or 'node memory exhausted'}); lower {stage or 'its'}.train.batch_size "
+                "or give its node more memory")[:400]
     cause: Optional[BaseException] = getattr(error, "cause", None) or error
     text = str(cause).strip().splitlines()
     return f"{type(cause).__name__}: {text[-1] if text else ''}"[:300]

@@ -2,56 +2,150 @@
 
 SQLite tolerates one writer well and many poorly, and a tracking server prefers
 batched calls from one client; routing all stage processes through this actor gives
-both. Stages call it fire-and-forget; a failed write is recorded, not raised into
-training, and the driver reports the failures at the end.
+both. Stages call it fire-and-forget, so training never waits for the store.
+
+Outages: a write the store refuses (after MLflow's short client retries) goes to an
+on-disk ``Spool``, and so does every later write until the spool has been replayed, in
+order, which keeps each run's history ordered. Replays are tried at most every
+``RETRY_INTERVAL_S`` (on the next write, or when the driver calls ``replay``); a sweep
+that ends with writes still spooled leaves them for the next writer on the same store.
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable
+import base64
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from platform.tracking import TrackingStore
+from platform.orchestration.spool import Spool, spool_dir
+from platform.tracking import TrackingStore, redact_text
 
 _FORWARDED = ("log_metrics", "log_bytes", "log_artifact", "set_tags", "log_params", "end_run", "log_dataset",
               "link_checkpoint")
+RETRY_INTERVAL_S = 5.0
+
+
+def _replayable(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A write as plain JSON whose replay stores exactly what the first attempt would have."""
+    args, kwargs = list(args), dict(kwargs)
+    if name == "log_metrics":
+        kwargs.setdefault("timestamp_ms", int(time.time() * 1000))  # fixed now: replays dedupe
+    if name == "log_bytes":
+        args[1] = base64.b64encode(args[1]).decode()
+    return {"name": name, "args": args, "kwargs": kwargs}
 
 
 class TrackingWriter(TrackingStore):
-    """A ``TrackingStore`` whose write errors are collected instead of raised."""
+    """A ``TrackingStore`` whose writes never raise: failures are spooled and replayed."""
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, spool_directory: str) -> None:
         super().__init__(uri)
-        self.failures: list[str] = []
+        self.spool = Spool(Path(spool_directory))
+        self._last_attempt = 0.0
+        self.replayed = 0
+        self._last_step: dict[tuple[str, str], int] = {}
+        if self.spool:
+            self._say(f"{len(self.spool)} tracking writes left by an earlier sweep are replayed first")
         for name in _FORWARDED:
-            setattr(self, name, self._guard(name, getattr(super(), name)))
+            setattr(self, name, self._spooling(name))
 
-    def _guard(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(method)
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return method(*args, **kwargs)
-            except Exception as error:  # noqa: BLE001 - tracking must never kill training
-                self.failures.append(f"{name}: {str(error).splitlines()[0]}")
-                return None
+    @staticmethod
+    def _say(text: str) -> None:
+        print(f"[tracking] {text}", file=sys.stderr, flush=True)
 
-        return guarded
+    def _apply(self, entry: dict[str, Any]) -> None:
+        args = list(entry["args"])
+        if entry["name"] == "log_bytes":
+            args[1] = base64.b64decode(args[1])
+        getattr(TrackingStore, entry["name"])(self, *args, **entry["kwargs"])
+
+    def _spooling(self, name: str) -> Callable[..., None]:
+        def write(*args: Any, **kwargs: Any) -> None:
+            if name == "log_metrics":
+                args = (args[0], self._unseen(*args[:3]), *args[2:])
+                if not args[1]:
+                    return
+            entry = _replayable(name, args, kwargs)
+            if self.replay() == 0:
+                try:
+                    self._apply(entry)
+                    return
+                except Exception as error:  # noqa: BLE001 - tracking must never kill training
+                    self._last_attempt = time.time()
+                    self._say(f"store unreachable ({redact_text(str(error).splitlines()[0])[:200]}); "
+                              f"spooling writes to {self.spool.path} until it is back")
+            self.spool.append(entry)
+
+        return write
+
+    def _unseen(self, run_id: str, metrics: dict[str, float], step: int) -> dict[str, float]:
+        """The points of ``metrics`` at a step past the last one written for their key.
+
+        A stage restarted after a lost worker resumes from its checkpoint and logs again
+        the steps between that checkpoint and the crash: the first value of each step is
+        kept, so the run's history has neither gaps nor duplicates.
+        """
+        fresh = {}
+        for key, value in metrics.items():
+            last = self._last_step.get((run_id, key))
+            if last is None or step > last:
+                self._last_step[(run_id, key)] = int(step)
+                fresh[key] = value
+        return fresh
+
+    def replay(self, force: bool = False) -> int:
+        """Deliver spooled writes in order until one fails; returns how many are still pending."""
+        if not self.spool or (not force and time.time() - self._last_attempt < RETRY_INTERVAL_S):
+            return len(self.spool)
+        self._last_attempt = time.time()
+        delivered = 0
+        try:
+            for entry in self.spool.entries:
+                self._apply(entry)
+                delivered += 1
+        except Exception:  # noqa: BLE001 - still down: keep the rest, in order
+            pass
+        self.spool.drop_first(delivered)
+        self.replayed += delivered
+        if delivered and not self.spool:
+            self._say(f"store is back: {self.replayed} spooled writes delivered")
+        return len(self.spool)
+
+    def drain(self, timeout_s: float) -> int:
+        """Replay until the spool is empty or ``timeout_s`` passed; returns writes still pending."""
+        deadline = time.time() + timeout_s
+        while self.replay(force=True) and time.time() < deadline:
+            time.sleep(min(RETRY_INTERVAL_S, max(0.0, deadline - time.time())))
+        return len(self.spool)
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Run any store method (the driver's synchronous calls go through here)."""
         return getattr(self, method)(*args, **kwargs)
 
-    def write_failures(self) -> list[str]:
-        return list(self.failures)
+    def pending(self) -> int:
+        """Writes spooled and not yet delivered (also a barrier: actor calls run in order)."""
+        return len(self.spool)
+
+    def spool_path(self) -> str:
+        return str(self.spool.path)
+
+    def close(self) -> int:
+        """Give up the spool file (kept on disk if writes are pending); returns that count."""
+        pending = len(self.spool)
+        self.spool.close()
+        return pending
 
 
-def start_writer(uri: str) -> Any:
-    """The writer actor, pinned to the driver's node (a SQLite file lives there)."""
+def start_writer(uri: str, work_dir: Path | str) -> Any:
+    """The writer actor, pinned to the driver's node (a SQLite file and the spool live there)."""
     strategy = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
-    return ray.remote(num_cpus=0)(TrackingWriter).options(scheduling_strategy=strategy).remote(uri)
+    return ray.remote(num_cpus=0)(TrackingWriter).options(scheduling_strategy=strategy).remote(
+        uri, str(spool_dir(work_dir, uri)))
 
 
 class ActorSink:
@@ -67,6 +161,6 @@ class ActorSink:
         # bypassing the per-instance guard, so a rejected write would vanish unrecorded.
         return lambda *args, **kwargs: self.writer.call.remote(name, *args, **kwargs)
 
-    def flush(self) -> None:
-        """Wait until every call sent so far has been applied (actor calls run in order)."""
-        ray.get(self.writer.write_failures.remote())
+    def flush(self, timeout_s: Optional[float] = None) -> None:
+        """Wait until every call sent so far has been taken (delivered or spooled)."""
+        ray.get(self.writer.pending.remote(), timeout=timeout_s)

@@ -70,10 +70,14 @@ def run_training(
     name: str,
     storage_path: Path | str,
     use_ray: bool | None = None,
+    max_failures: int = 0,
 ) -> None:
     """Run the loop in-process when one CPU worker suffices, else on Ray Train.
 
     Args:
+        max_failures: Ray Train worker-group restarts after a lost worker or node (each
+            resumes from the loop's latest intact checkpoint); in-process runs are
+            restarted by their caller instead (the sweep retries the stage task).
         use_ray: force (True) or forbid (False) Ray Train; None decides: Ray when
             ``num_workers > 1`` or ``use_gpu``.
     """
@@ -84,6 +88,5 @@ def run_training(
             raise ValueError(f"num_workers={num_workers} needs Ray Train (use_ray=False was given)")
         loop_fn(loop_config)
         return
-    fit_on_ray_train(
-        loop_fn, loop_config, num_workers=num_workers, use_gpu=use_gpu, name=name, storage_path=storage_path
-    )
+    fit_on_ray_train(loop_fn, loop_config, num_workers=num_workers, use_gpu=use_gpu, name=name,
+                     storage_path=storage_path, max_failures=max_failures)
