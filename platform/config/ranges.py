@@ -59,7 +59,8 @@ def _train(stage: str) -> dict[str, Range]:
     return {f"{stage}.train.steps": POSITIVE_INT, f"{stage}.train.batch_size": POSITIVE_INT,
             f"{stage}.train.grad_accum": POSITIVE_INT, f"{stage}.train.lr": POSITIVE,
             f"{stage}.train.ckpt_every": POSITIVE_INT, f"{stage}.train.log_every": POSITIVE_INT,
-            f"{stage}.train.num_workers": POSITIVE_INT, f"{stage}.train.check_finite_every": COUNT}
+            f"{stage}.train.num_workers": POSITIVE_INT, f"{stage}.train.check_finite_every": COUNT,
+            f"{stage}.train.max_failures": COUNT}
 
 
 RANGES: dict[str, Range] = {

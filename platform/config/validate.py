@@ -78,11 +78,6 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"ldm.diffusion.beta_end={cfg.ldm.diffusion.beta_end} must exceed "
                           f"ldm.diffusion.beta_start={cfg.ldm.diffusion.beta_start}")
 
-    for key in ("first_stage.train.max_failures", "ldm.train.max_failures"):
-        value = _get(cfg, key)
-        if not isinstance(value, int) or value < 0:
-            raise ConfigError(f"{key}={value!r} must be an integer >= 0 (restarts after a lost worker)")
-
     fs = cfg.first_stage
     if fs.f not in ALLOWED_F:
         raise ConfigError(f"first_stage.f={fs.f!r} must be a power of two up to 32: {_allowed(ALLOWED_F)}")

@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Optional
 
-from platform.orchestration.records import read_record, stage_dir
+from platform.orchestration.records import RecordError, read_record, stage_dir
 
 LEASE_TAG = "platform.lease"
 LEASE_DIR = "leases"
@@ -64,6 +64,14 @@ def owner_alive(lease_path: Optional[str]) -> Optional[bool]:
     return False
 
 
+def has_record(work_dir: Path, stage: str, key: str) -> bool:
+    """Whether the stage finished (a readable record); a damaged record counts as not finished."""
+    try:
+        return read_record(stage_dir(work_dir, stage, key)) is not None
+    except RecordError:
+        return False
+
+
 def close_orphaned_runs(store: Any, experiment_id: str, work_dir: Path) -> dict[str, str]:
     """End the experiment's RUNNING runs that nobody drives any more.
 
@@ -80,7 +88,7 @@ def close_orphaned_runs(store: Any, experiment_id: str, work_dir: Path) -> dict[
     for run in store.client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=5000):
         tags = run.data.tags
         stage, key = tags.get("stage"), tags.get("stage_key")
-        if stage and key and read_record(stage_dir(work_dir, stage, key)) is not None:
+        if stage and key and has_record(work_dir, stage, key):
             status = "FINISHED"
         elif owner_alive(tags.get(LEASE_TAG)) is False:
             status = "KILLED"

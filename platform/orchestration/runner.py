@@ -28,11 +28,11 @@ from platform.config.semantics import FIELDS, OPERATIONAL
 from platform.dashboard import DEFAULT_DASHBOARD, runs_view_url
 from platform.orchestration.keys import TrialKeys, digest, trial_keys
 from platform.orchestration.naming import swept_keys
-from platform.orchestration.ownership import LEASE_TAG, DriverLease, close_orphaned_runs
+from platform.orchestration.ownership import LEASE_TAG, DriverLease, close_orphaned_runs, has_record
 from platform.orchestration.plan import TrialPlan
 from platform.orchestration.progress import RemoteProgressBoard
 from platform.orchestration.provenance import git_commit
-from platform.orchestration.records import read_record, stage_dir
+from platform.orchestration.records import stage_dir
 from platform.orchestration.reuse import decide
 from platform.orchestration.display import REFRESH_S, make_display
 from platform.orchestration.render import format_summary
@@ -464,7 +464,7 @@ class SweepRunner:
         """After a stop signal: end every run this driver opened and did not end as KILLED
         (a stage that finished keeps FINISHED). Bounded: the tracking store may be down."""
         stages = [run for key, run in self.stage_runs.items()
-                  if read_record(stage_dir(self.work_dir, self.owners[key][0], key)) is None]
+                  if not has_record(self.work_dir, self.owners[key][0], key)]
         opened = [self.parent_run, *(t.run_id for t in self.trials), *stages]
         pending = [run for run in opened if run and run not in self.closed]
         if self.writer is None or not pending:

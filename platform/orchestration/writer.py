@@ -17,7 +17,7 @@ import base64
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -28,16 +28,6 @@ from platform.tracking import TrackingStore, redact_text
 _FORWARDED = ("log_metrics", "log_bytes", "log_artifact", "set_tags", "log_params", "end_run", "log_dataset",
               "link_checkpoint")
 RETRY_INTERVAL_S = 5.0
-
-
-def _replayable(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """A write as plain JSON whose replay stores exactly what the first attempt would have."""
-    args, kwargs = list(args), dict(kwargs)
-    if name == "log_metrics":
-        kwargs.setdefault("timestamp_ms", int(time.time() * 1000))  # fixed now: replays dedupe
-    if name == "log_bytes":
-        args[1] = base64.b64encode(args[1]).decode()
-    return {"name": name, "args": args, "kwargs": kwargs}
 
 
 class TrackingWriter(TrackingStore):
@@ -51,8 +41,38 @@ class TrackingWriter(TrackingStore):
         self._last_step: dict[tuple[str, str], int] = {}
         if self.spool:
             self._say(f"{len(self.spool)} tracking writes left by an earlier sweep are replayed first")
-        for name in _FORWARDED:
-            setattr(self, name, self._spooling(name))
+
+    # -- the store's writes, spooled when it is down (actor methods: Ray calls these) ---
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int,
+                    timestamp_ms: Optional[int] = None) -> None:
+        fresh = self._unseen(run_id, metrics, step)
+        if fresh:  # the timestamp is fixed now, so a replay stores the very same point
+            self._write("log_metrics", run_id, fresh, step, timestamp_ms=timestamp_ms or int(time.time() * 1000))
+
+    def log_bytes(self, run_id: str, data: bytes, artifact_file: str) -> None:
+        self._write("log_bytes", run_id, base64.b64encode(data).decode(), artifact_file)
+
+    def log_artifact(self, run_id: str, local_path: str, artifact_path: Optional[str] = None) -> None:
+        self._write("log_artifact", run_id, local_path, artifact_path)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        self._write("set_tags", run_id, {k: str(v) for k, v in tags.items()})
+
+    def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
+        self._write("log_params", run_id, dict(params))
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self._write("end_run", run_id, status)
+
+    def log_dataset(self, run_id: str, *, name: str, digest: str, source: str, context: str,
+                    num_samples: int) -> None:
+        self._write("log_dataset", run_id, name=name, digest=digest, source=source, context=context,
+                    num_samples=num_samples)
+
+    def link_checkpoint(self, experiment_id: str, run_id: str, *, name: str, path: str, step: int) -> None:
+        """Spooled like a write (the store's method is idempotent per run and path), so the
+        model id is not returned."""
+        self._write("link_checkpoint", experiment_id, run_id, name=name, path=path, step=step)
 
     @staticmethod
     def _say(text: str) -> None:
@@ -64,26 +84,20 @@ class TrackingWriter(TrackingStore):
             args[1] = base64.b64decode(args[1])
         getattr(TrackingStore, entry["name"])(self, *args, **entry["kwargs"])
 
-    def _spooling(self, name: str) -> Callable[..., None]:
-        def write(*args: Any, **kwargs: Any) -> None:
-            if name == "log_metrics":
-                args = (args[0], self._unseen(*args[:3]), *args[2:])
-                if not args[1]:
-                    return
-            entry = _replayable(name, args, kwargs)
-            if self.replay() == 0:
-                try:
-                    self._apply(entry)
-                    return
-                except Exception as error:  # noqa: BLE001 - tracking must never kill training
-                    self._last_attempt = time.time()
-                    self._say(f"store unreachable ({redact_text(str(error).splitlines()[0])[:200]}); "
-                              f"spooling writes to {self.spool.path} until it is back")
-            self.spool.append(entry)
+    def _write(self, method: str, *args: Any, **kwargs: Any) -> None:
+        """Apply a write now, or spool it (in order) while the store is down or the spool is not empty."""
+        entry = {"name": method, "args": list(args), "kwargs": kwargs}
+        if self.replay() == 0:
+            try:
+                self._apply(entry)
+                return
+            except Exception as error:  # noqa: BLE001 - tracking must never kill training
+                self._last_attempt = time.time()
+                self._say(f"store unreachable ({redact_text(str(error).splitlines()[0])[:200]}); "
+                          f"spooling writes to {self.spool.path} until it is back")
+        self.spool.append(entry)
 
-        return write
-
-    def _unseen(self, run_id: str, metrics: dict[str, float], step: int) -> dict[str, float]:
+    def _unseen(self, run_id: str, metrics: Mapping[str, float], step: int) -> dict[str, float]:
         """The points of ``metrics`` at a step past the last one written for their key.
 
         A stage restarted after a lost worker resumes from its checkpoint and logs again

@@ -54,7 +54,7 @@ def test_rerun_ends_orphans_and_leaves_live_and_unknown_runs(tmp_path):
     store.set_tags(runs["recorded"], {LEASE_TAG: str(live.path), "stage": "ldm"})
     directory = stage_dir(tmp_path, "ldm", "k1")
     directory.mkdir(parents=True)
-    write_record(directory, {"run_id": runs["recorded"]})
+    write_record(directory, {"stage": "ldm", "key": "k1", "run_id": runs["recorded"]})
 
     ended = close_orphaned_runs(store, exp, tmp_path)
     assert ended == {runs["dead"]: "KILLED", runs["recorded"]: "FINISHED"}
