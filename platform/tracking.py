@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -30,6 +31,9 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+# urllib3 logs each retry with the request's URL, query string included (a token in
+# tracking.uri would be printed); the final error, redacted, says what failed.
+logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 from mlflow.entities import (  # noqa: E402
     Dataset, DatasetInput, InputTag, LoggedModelOutput, LoggedModelStatus, Metric, Param, RunStatus, RunTag,
