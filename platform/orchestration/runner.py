@@ -436,6 +436,9 @@ class SweepRunner:
         self._end(self.parent_run, "FAILED" if failed else "FINISHED")
         if ray.get(self.writer.drain.remote(DRAIN_TIMEOUT_S)) == 0:
             self._report(report_dir)
+        failures = ray.get(self.writer.write_failures.remote())
+        if failures:
+            print(f"warning: {len(failures)} MLflow writes failed, first: {failures[0]}", file=sys.stderr)
         pending = ray.get(self.writer.close.remote())
         if pending:
             print(f"warning: the tracking store is still unreachable; {pending} writes are kept in "

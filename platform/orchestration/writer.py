@@ -30,6 +30,13 @@ _FORWARDED = ("log_metrics", "log_bytes", "log_artifact", "set_tags", "log_param
 RETRY_INTERVAL_S = 5.0
 
 
+def _refused(error: BaseException) -> bool:
+    """The store answered and rejected the write (HTTP 4xx semantics, e.g. an invalid metric
+    name): retrying cannot help. Connection errors, timeouts and 5xx/429 are outages."""
+    status = getattr(error, "get_http_status_code", lambda: 500)()
+    return 400 <= status < 500 and status != 429
+
+
 class TrackingWriter(TrackingStore):
     """A ``TrackingStore`` whose writes never raise: failures are spooled and replayed."""
 
@@ -39,6 +46,7 @@ class TrackingWriter(TrackingStore):
         self._last_attempt = 0.0
         self.replayed = 0
         self._last_step: dict[tuple[str, str], int] = {}
+        self.failures: list[str] = []  # writes the store refused for good (bad input)
         if self.spool:
             self._say(f"{len(self.spool)} tracking writes left by an earlier sweep are replayed first")
 
@@ -92,6 +100,9 @@ class TrackingWriter(TrackingStore):
                 self._apply(entry)
                 return
             except Exception as error:  # noqa: BLE001 - tracking must never kill training
+                if _refused(error):  # retrying cannot help: record it, report it at the end
+                    self.failures.append(f"{method}: {redact_text(str(error).splitlines()[0])[:300]}")
+                    return
                 self._last_attempt = time.time()
                 self._say(f"store unreachable ({redact_text(str(error).splitlines()[0])[:200]}); "
                           f"spooling writes to {self.spool.path} until it is back")
@@ -120,7 +131,12 @@ class TrackingWriter(TrackingStore):
         delivered = 0
         try:
             for entry in self.spool.entries:
-                self._apply(entry)
+                try:
+                    self._apply(entry)
+                except Exception as error:  # noqa: BLE001
+                    if not _refused(error):
+                        raise
+                    self.failures.append(f"{entry['name']}: {redact_text(str(error).splitlines()[0])[:300]}")
                 delivered += 1
         except Exception:  # noqa: BLE001 - still down: keep the rest, in order
             pass
@@ -140,6 +156,10 @@ class TrackingWriter(TrackingStore):
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Run any store method (the driver's synchronous calls go through here)."""
         return getattr(self, method)(*args, **kwargs)
+
+    def write_failures(self) -> list[str]:
+        """Writes the store refused as invalid (not outages), in order."""
+        return list(self.failures)
 
     def pending(self) -> int:
         """Writes spooled and not yet delivered (also a barrier: actor calls run in order)."""
