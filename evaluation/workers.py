@@ -122,6 +122,30 @@ def _check_feasible(bundle: dict[str, float], count: int) -> None:
                 f"the Ray cluster has {total.get(resource, 0.0):g}; lower eval.num_workers or eval.gpus_per_worker")
 
 
+def _remove_orphaned_group() -> str:
+    """The placement-group name for this Ray task, after removing a group left under it.
+
+    A placement group lives as long as the job that made it, not the task: an evaluation
+    task killed with its worker (OOM, a lost node) leaves its reservation behind, and its
+    retry (same task id) would wait forever for CPUs that the dead attempt still holds.
+    Outside a task (a driver, a test) the group is anonymous ("") and closed by ``_Pool.close``.
+    """
+    import uuid
+
+    import ray
+    from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
+
+    context = ray.get_runtime_context()
+    task_id = context.get_task_id() if context.worker.mode == ray.WORKER_MODE else None
+    if not task_id:
+        return ""
+    prefix = f"eval-pool-{task_id}-"
+    for group_id, info in placement_group_table().items():
+        if info.get("name", "").startswith(prefix) and info.get("state") != "REMOVED":
+            remove_placement_group(PlacementGroup(ray.PlacementGroupID(bytes.fromhex(group_id))))
+    return prefix + uuid.uuid4().hex[:8]
+
+
 class _Pool:
     """Runs ``extract`` on one in-process worker or on K Ray actors, and merges."""
 
@@ -142,18 +166,24 @@ class _Pool:
         ray_init()
         bundle = {"CPU": cpus_per_worker, **({"GPU": gpus_per_worker} if gpus_per_worker else {})}
         _check_feasible(bundle, self.num_workers)
+        self.workers, self.group = [], None
         # All K actors' resources are reserved at once, or none: several evaluations that
         # each grabbed part of their actors would otherwise wait on each other forever.
-        self.group = placement_group([bundle] * self.num_workers, strategy="PACK")
-        ray.get(self.group.ready())
-        actor = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker)(EvalWorker)
-        threads = max(1, int(cpus_per_worker)) if gpus_per_worker == 0 else None
-        self.workers = [
-            actor.options(scheduling_strategy=PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=i))
-            .remote(asset, device, batch_size, threads)
-            for i in range(self.num_workers)
-        ]
-        ray.get([w.ready.remote() for w in self.workers])
+        name = _remove_orphaned_group()
+        self.group = placement_group([bundle] * self.num_workers, strategy="PACK", name=name)
+        try:
+            ray.get(self.group.ready())
+            actor = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker)(EvalWorker)
+            threads = max(1, int(cpus_per_worker)) if gpus_per_worker == 0 else None
+            self.workers = [
+                actor.options(scheduling_strategy=PlacementGroupSchedulingStrategy(
+                    self.group, placement_group_bundle_index=i)).remote(asset, device, batch_size, threads)
+                for i in range(self.num_workers)
+            ]
+            ray.get([w.ready.remote() for w in self.workers])
+        except BaseException:  # interrupted or an actor failed: give the reservation back
+            self.close()
+            raise
 
     def run(self, source: ImageSource, n: int, *, keep_features: bool, keep_logits: bool) -> tuple[FeatureStats, SliceTiming]:
         t0 = time.perf_counter()
@@ -185,7 +215,9 @@ class _Pool:
 
             for w in self.workers:
                 ray.kill(w)
-            remove_placement_group(self.group)
+            if self.group is not None:
+                remove_placement_group(self.group)
+                self.group = None
 
 
 def evaluate(

@@ -241,6 +241,11 @@ class TrackingStore:
     def run_tags(self, run_id: str) -> dict[str, str]:
         return dict(self.client.get_run(run_id).data.tags)
 
+    def last_steps(self, run_id: str) -> dict[str, int]:
+        """Each metric key's highest logged step in the run, in one call: MLflow's "latest"
+        value of a key is the one at its highest step (then newest timestamp)."""
+        return {metric.key: int(metric.step) for metric in self.client.get_run(run_id).data._metric_objs}
+
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, key))
 

@@ -64,20 +64,24 @@ def owner_alive(lease_path: Optional[str]) -> Optional[bool]:
     return False
 
 
-def has_record(work_dir: Path, stage: str, key: str) -> bool:
-    """Whether the stage finished (a readable record); a damaged record counts as not finished."""
+def has_record(work_dir: Path, stage: str, key: str, run_id: Optional[str] = None) -> bool:
+    """Whether the stage finished (a readable record), and when ``run_id`` is given, finished
+    in that run: a replaced attempt's run (same stage key, older run) did not finish it.
+    A damaged record counts as not finished."""
     try:
-        return read_record(stage_dir(work_dir, stage, key)) is not None
+        record = read_record(stage_dir(work_dir, stage, key))
     except RecordError:
         return False
+    return record is not None and (run_id is None or record.get("run_id") == run_id)
 
 
 def close_orphaned_runs(store: Any, experiment_id: str, work_dir: Path) -> dict[str, str]:
     """End the experiment's RUNNING runs that nobody drives any more.
 
-    A stage run whose stage has a finished record is ended FINISHED (its own ``end_run``
-    was lost); any other run whose driver lease is dead is ended KILLED. Runs with a live
-    or unknown owner are left alone. Returns run id -> the status it was given.
+    A stage run that wrote its stage's finished record (the record names the run) is ended
+    FINISHED: its own ``end_run`` was lost. Any other run whose driver lease is dead is
+    ended KILLED, including an earlier attempt of a stage that another run finished. Runs
+    with a live or unknown owner are left alone. Returns run id -> the status it was given.
 
     Args:
         store: a ``platform.tracking.TrackingStore``.
@@ -88,7 +92,7 @@ def close_orphaned_runs(store: Any, experiment_id: str, work_dir: Path) -> dict[
     for run in store.client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=5000):
         tags = run.data.tags
         stage, key = tags.get("stage"), tags.get("stage_key")
-        if stage and key and has_record(work_dir, stage, key):
+        if stage and key and has_record(work_dir, stage, key, run.info.run_id):
             status = "FINISHED"
         elif owner_alive(tags.get(LEASE_TAG)) is False:
             status = "KILLED"

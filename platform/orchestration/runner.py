@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 import yaml
 from omegaconf import OmegaConf
 
@@ -54,6 +55,13 @@ GROUP_PARAMS = {"first_stage": ("first_stage.f", "first_stage.regularizer")}
 _STORE_KEYS = ("experiment=", "paths.", "tracking")
 
 
+# What the driver was doing when the store failed (``SweepRunner.phase``), and what a
+# rerun then has to do.
+PHASES = {
+    "open": ("opening the sweep's runs", "nothing was trained"),
+    "finish": ("recording the sweep's results",
+               "finished stages are kept and reused, not retrained; the rerun records them"),
+}
 EVAL_TASK_RETRIES = 1  # evaluation restarts from scratch: one more try, then the trial fails
 DRAIN_TIMEOUT_S = 120.0  # at the end, how long spooled writes may wait for the store
 
@@ -157,14 +165,33 @@ def check_feasible(trials: Sequence[Trial], total: dict[str, float]) -> None:
                         f"{total.get(resource, 0.0):g}; lower {setting} or use a cluster with more {resource}s")
 
 
-def _task_retries(stage: str, cfg: dict[str, Any]) -> int:
-    """Retries of a stage task whose worker or node died (never of an exception it raised):
-    a training stage resumes from its latest checkpoint, up to its ``train.max_failures``."""
-    return EVAL_TASK_RETRIES if stage == Stage.eval.value else cfg[stage]["train"]["max_failures"]
+def _on_ray_train(stage: str, cfg: dict[str, Any]) -> bool:
+    return stage != Stage.eval.value and (cfg[stage]["train"]["num_workers"] > 1 or cfg[stage]["train"]["use_gpu"])
+
+
+def _task_options(stage: str, cfg: dict[str, Any], driver_node: str) -> dict[str, Any]:
+    """Retries (and placement) of a stage task whose worker or node died; an exception the
+    stage raised is never retried.
+
+    One budget of restarts per stage, ``train.max_failures``, so retries never multiply:
+    a stage on Ray Train restarts its worker group there (each restart resumes from the
+    latest checkpoint), and its orchestrating task (no resources of its own) is pinned to
+    the driver's node and not retried: that node going down ends the sweep anyway. A
+    single-process stage is the task itself: Ray retries it on any node, and it resumes
+    the same way. Evaluation starts from scratch: one more try.
+    """
+    if stage == Stage.eval.value:
+        return {"max_retries": EVAL_TASK_RETRIES}
+    if _on_ray_train(stage, cfg):
+        return {"max_retries": 0,
+                "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=driver_node, soft=False)}
+    return {"max_retries": cfg[stage]["train"]["max_failures"]}
 
 
 class SweepRunner:
     """Opens the runs, submits the graph, waits, summarises."""
+
+    phase = "open"  # a key of PHASES: what the driver is doing with the store
 
     def __init__(self, plans: Sequence[TrialPlan],
                  stage_functions: Optional[Mapping[str, StageFunction]] = None) -> None:
@@ -226,10 +253,10 @@ class SweepRunner:
             return ray.get(self.writer.call.remote(method, *args, **kwargs))
         except ray.exceptions.RayTaskError as error:
             cause = getattr(error, "cause", None) or error
+            doing, after = PHASES[self.phase]
             raise TrackingUnavailable(redact_text(
-                f"MLflow tracking store {self.uri} failed while opening the sweep's runs: "
-                f"{str(cause).splitlines()[0][:300]}; rerun the same command when it is back "
-                "(nothing was trained)")) from None
+                f"MLflow tracking store {self.uri} failed while {doing}: "
+                f"{str(cause).splitlines()[0][:300]}; rerun the same command when it is back ({after})")) from None
 
     def _open(self, name: str, identity: dict[str, str], parent: Optional[str] = None, **info: Any) -> str:
         """Reopen the run that ``identity`` names (a relaunch) or start it, then (re)set the
@@ -336,6 +363,7 @@ class SweepRunner:
         """
         refs: dict[str, Any] = {}
         finals: dict[int, Any] = {}
+        driver_node = ray.get_runtime_context().get_node_id()
         window = (self.trials[0].cfg["sweep"]["max_concurrent_trials"]
                   or max(1, int(ray.cluster_resources().get("CPU", 1))))
         for position, trial in enumerate(self.trials):
@@ -352,8 +380,8 @@ class SweepRunner:
                                      payload=owner.payloads[stage], fingerprint=owner.fingerprints[stage],
                                      function=self.stage_functions.get(stage))
                     refs[key] = remote_execute_stage.options(
-                        name=f"{stage}:{key[:8]}", max_retries=_task_retries(stage, owner_cfg),
-                        retry_exceptions=False, **_resources(stage, owner_cfg)
+                        name=f"{stage}:{key[:8]}", retry_exceptions=False,
+                        **_task_options(stage, owner_cfg, driver_node), **_resources(stage, owner_cfg)
                     ).remote(spec, self.writer, self.board, *upstream, after=after)
                     after = None  # later stages wait on this one anyway
                 upstream = [refs[key]]
@@ -408,11 +436,11 @@ class SweepRunner:
                 continue
             curve_keys: set[str] = set()
             for point in record.get("curve", []):
-                self._call("log_metrics", trial.run_id, point["metrics"], point["step"])
+                self._call("log_metrics", trial.run_id, point["metrics"], point["step"], once=False)
                 curve_keys.update(point["metrics"])
             final = {k: v for k, v in record.get("summary", {}).items() if k not in curve_keys}
             if final:
-                self._call("log_metrics", trial.run_id, final, step)
+                self._call("log_metrics", trial.run_id, final, step, once=False)
             for grid in record.get("grids", []):
                 self._call("log_artifact", trial.run_id, str(Path(record["directory"]) / grid), "samples")
             if record.get("checkpoint"):
@@ -424,6 +452,7 @@ class SweepRunner:
         self._call("set_tags", trial.run_id, tags)
 
     def finish(self) -> int:
+        self.phase = "finish"
         for trial in self.trials:
             self._log_trial_results(trial)
             self._end(trial.run_id, "FAILED" if trial.error else "FINISHED")
@@ -467,7 +496,7 @@ class SweepRunner:
         """After a stop signal: end every run this driver opened and did not end as KILLED
         (a stage that finished keeps FINISHED). Bounded: the tracking store may be down."""
         stages = [run for key, run in self.stage_runs.items()
-                  if not has_record(self.work_dir, self.owners[key][0], key)]
+                  if not has_record(self.work_dir, self.owners[key][0], key, run)]
         opened = [self.parent_run, *(t.run_id for t in self.trials), *stages]
         pending = [run for run in opened if run and run not in self.closed]
         if self.writer is None or not pending:
@@ -501,6 +530,7 @@ class SweepRunner:
         self.stage_runs: dict[str, str] = {}
         self.owners: dict[str, tuple[str, Trial]] = {}
         self.closed: set[str] = set()
+        self.phase = "open"
         self.first_complete: Optional[tuple[int, float]] = None  # (trial index, seconds after submission)
         self.all_complete_s: Optional[float] = None
         self.lease = DriverLease(self.work_dir)
@@ -515,7 +545,10 @@ class SweepRunner:
                 return self.finish()
             except TrackingUnavailable as error:
                 self.stop()
-                raise SweepSetupError(str(error)) from None
+                if self.phase == "open":
+                    raise SweepSetupError(str(error)) from None
+                print(f"error: {error}", file=sys.stderr)
+                return 1
             except KeyboardInterrupt:
                 print(f"\n{signals.received}: stopping; finished stages are kept, rerun the same command "
                       "to resume", file=sys.stderr)

@@ -17,12 +17,22 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+
+ADOPT_LOCK = ".adopt.lock"
 
 
 def spool_dir(work_dir: Path | str, uri: str) -> Path:
     """Where the spools of one tracking store live (the URI is hashed: it may hold secrets)."""
     return Path(work_dir).resolve() / "spool" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _plain(value: Any) -> Any:
@@ -43,24 +53,36 @@ class Spool:
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / f"{uuid.uuid4().hex}.jsonl"
-        self._handle = open(self.path, "a")
-        fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.entries: list[dict[str, Any]] = []
         self._lines = 0
         self._done = 0
-        for entry in self._adopt(directory):
-            self.append(entry)
+        # Writers starting together take turns here: each creates its file locked under a
+        # name adoption ignores, then publishes it by a rename (the lock stays with the
+        # file), and adopts dead writers' spools while no other writer can adopt them too.
+        with open(directory / ADOPT_LOCK, "a") as turn:
+            fcntl.flock(turn, fcntl.LOCK_EX)
+            name = uuid.uuid4().hex
+            hidden = directory / f".{name}.new"
+            self._handle = open(hidden, "a")
+            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self.path = directory / f"{name}.jsonl"
+            os.replace(hidden, self.path)
+            self._adopt(directory)
 
     @staticmethod
     def _done_path(path: Path) -> Path:
         return path.with_suffix(".done")
 
-    def _adopt(self, directory: Path) -> Iterator[dict[str, Any]]:
-        for other in sorted(directory.glob("*.jsonl"), key=lambda p: p.stat().st_mtime):
+    def _adopt(self, directory: Path) -> None:
+        """Move the undelivered writes of dead writers' spools, oldest first, into this one."""
+        for other in sorted(directory.glob("*.jsonl"), key=_mtime):
             if other == self.path:
                 continue
-            with open(other) as handle:
+            try:
+                handle = open(other)
+            except FileNotFoundError:
+                continue  # emptied and closed by its live writer meanwhile
+            with handle:
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:
@@ -68,13 +90,15 @@ class Spool:
                 done_file = self._done_path(other)
                 done = int(done_file.read_text() or 0) if done_file.exists() else 0
                 lines = [line for line in handle.read().splitlines() if line.strip()]
-            for line in lines[done:]:
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError:
-                    break  # a line cut by a crash mid-append was never acknowledged
-            other.unlink()
-            done_file.unlink(missing_ok=True)
+                for line in lines[done:]:
+                    try:
+                        entry = json.loads(line)
+                    except json.JSONDecodeError:
+                        break  # a line cut by a crash mid-append was never acknowledged
+                    self.append(entry)  # durable here before the old file goes
+                # Still holding the dead writer's lock: nobody else adopts it meanwhile.
+                other.unlink(missing_ok=True)
+                done_file.unlink(missing_ok=True)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -112,7 +136,7 @@ class Spool:
         """Give the file up; an empty spool is removed, a non-empty one waits for adoption."""
         if self._handle.closed:
             return
-        if not self.entries:
+        if not self.entries:  # unlinked while still locked: no adopter can see it half-gone
             self.path.unlink(missing_ok=True)
             self._done_path(self.path).unlink(missing_ok=True)
         self._handle.close()

@@ -45,17 +45,22 @@ class TrackingWriter(TrackingStore):
         self.spool = Spool(Path(spool_directory))
         self._last_attempt = 0.0
         self.replayed = 0
-        self._last_step: dict[tuple[str, str], int] = {}
+        self._last_step: dict[tuple[str, str], int] = {}  # per (run, key): the last step taken
+        self._stored: dict[str, dict[str, int]] = {}  # per run: key -> highest step in the store
         self.failures: list[str] = []  # writes the store refused for good (bad input)
         if self.spool:
             self._say(f"{len(self.spool)} tracking writes left by an earlier sweep are replayed first")
 
     # -- the store's writes, spooled when it is down (actor methods: Ray calls these) ---
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int,
-                    timestamp_ms: Optional[int] = None) -> None:
-        fresh = self._unseen(run_id, metrics, step)
+                    timestamp_ms: Optional[int] = None, *, once: bool = True) -> None:
+        """``once``: keep only the first value of each (run, key, step), also across driver
+        restarts (see ``_unseen`` and ``_apply``); False for deliberate re-logging, such as
+        the driver copying a rerun's results onto its trial run."""
+        fresh = self._unseen(run_id, metrics, step) if once else dict(metrics)
         if fresh:  # the timestamp is fixed now, so a replay stores the very same point
-            self._write("log_metrics", run_id, fresh, step, timestamp_ms=timestamp_ms or int(time.time() * 1000))
+            self._write("log_metrics", run_id, fresh, step, timestamp_ms=timestamp_ms or int(time.time() * 1000),
+                        once=once)
 
     def log_bytes(self, run_id: str, data: bytes, artifact_file: str) -> None:
         self._write("log_bytes", run_id, base64.b64encode(data).decode(), artifact_file)
@@ -87,10 +92,29 @@ class TrackingWriter(TrackingStore):
         print(f"[tracking] {text}", file=sys.stderr, flush=True)
 
     def _apply(self, entry: dict[str, Any]) -> None:
-        args = list(entry["args"])
+        args, kwargs = list(entry["args"]), dict(entry["kwargs"])
         if entry["name"] == "log_bytes":
             args[1] = base64.b64decode(args[1])
-        getattr(TrackingStore, entry["name"])(self, *args, **entry["kwargs"])
+        if entry["name"] == "log_metrics" and kwargs.pop("once", True):
+            self._log_new_points(*args, **kwargs)
+            return
+        getattr(TrackingStore, entry["name"])(self, *args, **kwargs)
+
+    def _log_new_points(self, run_id: str, metrics: Mapping[str, float], step: int, **kwargs: Any) -> None:
+        """Log the points at a step past the highest one the store holds for their key.
+
+        The in-memory filter (``_unseen``) dies with the driver: a rerun that resumes a
+        stage from its checkpoint re-logs the steps after it, which the store may already
+        hold. So the store's own high-water marks are read once per run (when the store is
+        up, i.e. here) and kept current from then on.
+        """
+        marks = self._stored.get(run_id)
+        if marks is None:
+            marks = self._stored[run_id] = self.last_steps(run_id)
+        fresh = {key: value for key, value in metrics.items() if key not in marks or int(step) > marks[key]}
+        if fresh:
+            TrackingStore.log_metrics(self, run_id, fresh, step, **kwargs)
+            marks.update(dict.fromkeys(fresh, int(step)))
 
     def _write(self, method: str, *args: Any, **kwargs: Any) -> None:
         """Apply a write now, or spool it (in order) while the store is down or the spool is not empty."""

@@ -65,3 +65,25 @@ def test_shard_source_reads_inside_a_ray_worker(ray_cluster, tiny_shards):
 
     parts = ray_cluster.get([read.remote(source, 0, 3), read.remote(source, 3, 8)])
     assert torch.equal(torch.cat(parts), source.images(range(8)))
+
+
+def _crashed_attempt_then_retry() -> tuple[str, str]:
+    """Inside one Ray task: a pool's group left behind (as by a killed attempt), then the next
+    pool's name; returns the two groups' states."""
+    import ray
+    from ray.util.placement_group import placement_group, placement_group_table
+
+    from evaluation.workers import _remove_orphaned_group
+
+    left = placement_group([{"CPU": 1}, {"CPU": 1}], name=_remove_orphaned_group())
+    ray.get(left.ready())  # holds both CPUs of the test cluster: a retry would wait forever
+    retry = placement_group([{"CPU": 1}], name=_remove_orphaned_group())
+    ray.get(retry.ready(), timeout=60)
+    states = (placement_group_table(left)["state"], placement_group_table(retry)["state"])
+    ray.util.remove_placement_group(retry)
+    return states
+
+
+def test_a_retried_evaluation_gets_back_the_group_its_dead_attempt_held(ray_cluster):
+    task = ray_cluster.remote(num_cpus=0)(_crashed_attempt_then_retry)
+    assert ray_cluster.get(task.remote(), timeout=120) == ("REMOVED", "CREATED")

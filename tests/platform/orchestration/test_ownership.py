@@ -47,17 +47,21 @@ def test_rerun_ends_orphans_and_leaves_live_and_unknown_runs(tmp_path):
         "dead": store.open_run(exp, "dead", {"kind": "trial", "trial_key": "b"}),
         "unknown": store.open_run(exp, "old", {"kind": "trial", "trial_key": "c"}),
         "recorded": store.open_run(exp, "ldm", {"kind": "stage", "stage_key": "k1"}),
+        # An earlier attempt of the same stage key, replaced by "recorded": not the run that finished.
+        "replaced": store.open_run(exp, "ldm", {"kind": "stage", "stage_key": "k1", "attempt": "0"}),
     }
     store.set_tags(runs["live"], {LEASE_TAG: str(live.path)})
     store.set_tags(runs["dead"], {LEASE_TAG: dead})
     # A stage that finished while its end_run was lost, under a live owner even.
     store.set_tags(runs["recorded"], {LEASE_TAG: str(live.path), "stage": "ldm"})
+    store.set_tags(runs["replaced"], {LEASE_TAG: dead, "stage": "ldm", "stage_key": "k1"})
     directory = stage_dir(tmp_path, "ldm", "k1")
     directory.mkdir(parents=True)
     write_record(directory, {"stage": "ldm", "key": "k1", "run_id": runs["recorded"]})
 
     ended = close_orphaned_runs(store, exp, tmp_path)
-    assert ended == {runs["dead"]: "KILLED", runs["recorded"]: "FINISHED"}
+    assert ended == {runs["dead"]: "KILLED", runs["recorded"]: "FINISHED", runs["replaced"]: "KILLED"}
     status = {name: store.client.get_run(run).info.status for name, run in runs.items()}
-    assert status == {"live": "RUNNING", "dead": "KILLED", "unknown": "RUNNING", "recorded": "FINISHED"}
+    assert status == {"live": "RUNNING", "dead": "KILLED", "unknown": "RUNNING", "recorded": "FINISHED",
+                      "replaced": "KILLED"}
     live.release()

@@ -12,7 +12,7 @@ from mlflow.entities import RunStatus
 
 from platform.config.compose import compose_config, expand_sweep
 from platform.orchestration.plan import plan_trials
-from platform.orchestration.runner import SweepRunner, _resources
+from platform.orchestration.runner import SweepRunner, _resources, _task_options
 from platform.tracking import TrackingStore
 from tests.platform.orchestration import stubs
 
@@ -109,3 +109,40 @@ def test_evaluation_tasks_hold_devices_only_without_worker_actors(workers, gpus)
     cfg = {"eval": {"num_workers": workers, "gpus_per_worker": gpus}}
     expected = {"num_cpus": 1, "num_gpus": gpus} if workers == 1 else {"num_cpus": 0}  # actors hold them
     assert _resources("eval", cfg) == expected
+
+
+@pytest.mark.parametrize("stage,workers,gpu", list(itertools.product(["first_stage", "ldm"], [1, 2], [False, True])))
+def test_restarts_have_one_budget_per_stage(stage, workers, gpu):
+    """Ray Train restarts and task retries never multiply: one of them has the budget."""
+    cfg = {stage: {"train": {"num_workers": workers, "use_gpu": gpu, "max_failures": 3}}}
+    options = _task_options(stage, cfg, "ab" * 28)
+    if workers == 1 and not gpu:  # the task is the training process: Ray retries it
+        assert options == {"max_retries": 3}
+    else:  # Ray Train restarts the worker group (FailureConfig); the task itself never
+        assert options["max_retries"] == 0 and options["scheduling_strategy"].node_id == "ab" * 28
+    assert _task_options("eval", {"eval": {"num_workers": workers}}, "x")["max_retries"] == 1
+
+
+def test_a_store_failure_while_recording_results_says_so(monkeypatch):
+    import ray
+
+    from platform.tracking import TrackingUnavailable
+
+    class Writer:
+        class call:
+            @staticmethod
+            def remote(*args, **kwargs):
+                return None
+
+    def failing_get(*args, **kwargs):
+        raise ray.exceptions.RayTaskError("call", "traceback", ConnectionError("503 Service Unavailable"))
+
+    runner = SweepRunner.__new__(SweepRunner)
+    runner.writer, runner.uri = Writer(), "http://127.0.0.1:5000"
+    monkeypatch.setattr(ray, "get", failing_get)
+    for phase, said, not_said in (("open", "opening the sweep's runs", "recording"),
+                                  ("finish", "recording the sweep's results", "nothing was trained")):
+        runner.phase = phase
+        with pytest.raises(TrackingUnavailable) as raised:
+            runner._call("run_tags", "run")
+        assert said in str(raised.value) and not_said not in str(raised.value) and "503" in str(raised.value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 
-from platform.orchestration.spool import Spool, spool_dir
+from platform.orchestration.spool import ADOPT_LOCK, Spool, spool_dir
 
 
 def _spool_and_die(directory):
@@ -38,4 +38,30 @@ def test_spool_is_ordered_durable_and_adopted_after_its_writer_dies(tmp_path):
     assert heir.path.read_text() == "" and len(heir) == 0
     heir.close()
     live.close()
-    assert list(directory.iterdir()) == []  # empty spools leave nothing behind
+    assert [p.name for p in directory.iterdir()] == [ADOPT_LOCK]  # empty spools leave nothing behind
+
+
+def _start_spools_together(directory, barrier, queue):
+    barrier.wait()
+    spool = Spool(directory)
+    queue.put([entry["args"][2] for entry in spool.entries])
+    spool.close()  # keeps what it adopted (not delivered) for the next writer
+
+
+def test_writers_starting_together_adopt_a_dead_spool_exactly_once(tmp_path):
+    directory = spool_dir(tmp_path, "sqlite:///x.db")
+    context = multiprocessing.get_context("fork")
+    dead = context.Process(target=_spool_and_die, args=(directory,))
+    dead.start()
+    dead.join(30)
+    barrier, queue = context.Barrier(4), context.Queue()
+    starters = [context.Process(target=_start_spools_together, args=(directory, barrier, queue)) for _ in range(4)]
+    for proc in starters:
+        proc.start()
+    adopted = sorted((queue.get(timeout=60) for _ in starters), key=len)
+    for proc in starters:
+        proc.join(30)
+    assert adopted == [[], [], [], [1, 2]]  # one heir, each write once, in order
+    heir = Spool(directory)
+    assert [entry["args"][2] for entry in heir.entries] == [1, 2]  # handed on again, still once
+    heir.close()

@@ -44,3 +44,25 @@ def test_a_deleted_experiment_is_refused_with_how_to_restore_it(tmp_path):
     assert "'ablation'" in message and "was deleted" in message
     assert f"mlflow experiments restore --experiment-id {experiment_id}" in message
     assert "tracking.experiment_name=" in message
+
+
+def test_a_restarted_driver_does_not_duplicate_steps_the_store_already_holds(tmp_path):
+    uri = resolve_tracking_uri(None, tmp_path)
+    store = TrackingStore(uri)
+    run = store.start_run(store.ensure_experiment("restart"), "ldm", {"kind": "stage"})
+    first = TrackingWriter(uri, str(spool_dir(tmp_path, uri)))
+    for step in range(1, 6):
+        first.log_metrics(run, {"train/loss": 1.0 / step}, step)
+    first.close()
+    # A new driver's writer (nothing in memory) gets the steps after the checkpoint again.
+    second = TrackingWriter(uri, str(spool_dir(tmp_path, uri)))
+    for step in range(3, 8):
+        second.log_metrics(run, {"train/loss": 9.0, "train/lr": 0.1}, step)
+    second.log_metrics(run, {"eval/fid": 50.0}, 7)
+    second.log_metrics(run, {"eval/fid": 40.0}, 7, once=False)  # a deliberate second value
+    second.close()
+    history = store.metric_history(run, "train/loss")
+    assert sorted(step for step, _ in history) == [1, 2, 3, 4, 5, 6, 7]  # no gaps, no duplicates
+    assert dict(history)[3] == 1.0 / 3  # the first value of a step is kept
+    assert [step for step, _ in store.metric_history(run, "train/lr")] == [3, 4, 5, 6, 7]
+    assert sorted(value for _, value in store.metric_history(run, "eval/fid")) == [40.0, 50.0]
