@@ -144,7 +144,7 @@ def ray_start_head(num_cpus: int = 2) -> Iterator[dict[str, str]]:
                     "--include-dashboard=true", "--disable-usage-stats"],
                    env=env, check=True, capture_output=True, timeout=180)
     try:
-        yield {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dashboard_port}",
+        yield {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dashboard_port}", "root": root,
                "env": {**env, "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dashboard_port}"}}
     finally:
         for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -180,3 +180,10 @@ def cmdline(pid: int) -> str:
         return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+def ray_train_workers(root: str) -> list[int]:
+    """Ray Train worker processes of the cluster whose temp dir is ``root``: children of its
+    raylet (a worker's title replaces its command line, so it no longer names ``root``)."""
+    raylets = [pid for pid in _pids_mentioning(root) if "raylet" in cmdline(pid).split(" ")[0]]
+    return [pid for raylet in raylets for pid in descendants(raylet) if "RayTrainWorker" in cmdline(pid)]
