@@ -158,8 +158,28 @@ def _write_converted(path: Path, state_dict: dict, source: Path, source_sha256: 
     return digest
 
 
+OFFLINE_ENV = "LDM_ASSETS_OFFLINE"
+
+
+def downloads_disabled() -> bool:
+    """True when ``$LDM_ASSETS_OFFLINE`` forbids downloads (air-gapped clusters, the test suite).
+
+    Raises:
+        ValueError: for a value that is neither true (1/true/yes) nor false (0/false/no/empty).
+    """
+    value = os.environ.get(OFFLINE_ENV, "").strip().lower()
+    if value in ("1", "true", "yes"):
+        return True
+    if value in ("", "0", "false", "no"):
+        return False
+    raise ValueError(f"{OFFLINE_ENV}={value!r}: use 1 to never download pretrained assets, or 0 / unset")
+
+
 def _download(url: str, dest: Path, sha256_prefix: str, timeout: float = 10.0) -> Optional[str]:
     """Fetch ``url`` to ``dest`` atomically; None when offline (the caller falls through)."""
+    if downloads_disabled():
+        log.info("%s is set: not downloading %s; trying the offline sources", OFFLINE_ENV, url)
+        return None
     try:
 
         def write(tmp: Path) -> None:
@@ -197,7 +217,8 @@ def resolve_inception(
 
     Args:
         explicit: a weights file to use as is (``eval.inception_weights``).
-        allow_download: try torch-fidelity's release URL before the offline conversion.
+        allow_download: try torch-fidelity's release URL before the offline conversion (never
+            when $LDM_ASSETS_OFFLINE=1).
         prepare: convert the bundled network when nothing else is found (else raise).
 
     Raises:

@@ -11,6 +11,34 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# Caches and model stores the suite may touch, all pointed at one private directory per session.
+_CACHE_VARIABLES = ("LDM_EVAL_CACHE", "TORCH_HOME", "XDG_CACHE_HOME", "HF_HOME", "MPLCONFIGDIR")
+_OFFLINE_VARIABLES = {"LDM_ASSETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def pytest_configure(config) -> None:
+    """A hermetic session: no user cache is read or written and nothing is downloaded.
+
+    Set before any test (or Ray worker, or subprocess, which inherit the environment) runs,
+    so results never depend on what this machine happens to have cached. Weights come from
+    the offline sources (DESIGN.md §3), prepared once per session in the private cache.
+    """
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="ldm-test-caches-"))
+    config._ldm_cache_root = root
+    config.add_cleanup(lambda: shutil.rmtree(root, ignore_errors=True))
+    for name in _CACHE_VARIABLES:
+        os.environ[name] = str(root / name.lower())
+    os.environ.update(_OFFLINE_VARIABLES)
+
+
+@pytest.fixture(scope="session")
+def cache_root(pytestconfig) -> Path:
+    """The session's private cache directory (``$LDM_EVAL_CACHE``, ``$TORCH_HOME``... live under it)."""
+    return pytestconfig._ldm_cache_root
+
 
 @pytest.fixture(scope="session")
 def ray_cluster():

@@ -1,4 +1,4 @@
-"""Evaluation fixtures: a private asset cache and torch hub per session (weights converted once)."""
+"""Evaluation fixtures: the session's private asset cache, the detector and LPIPS (weights converted once)."""
 
 from __future__ import annotations
 
@@ -10,22 +10,13 @@ import torch
 
 
 @pytest.fixture(scope="session")
-def eval_cache(tmp_path_factory) -> Path:
-    """``LDM_EVAL_CACHE`` and ``TORCH_HOME`` pointed at session directories.
+def eval_cache(cache_root) -> Path:
+    """``$LDM_EVAL_CACHE``: the session's private cache (tests/conftest.py), never the user's.
 
-    Tests then never read or write the user's caches, and behave the same whether or not
-    the full torch-fidelity weights happen to be on this machine (offline path only).
+    Tests behave the same whether or not the full torch-fidelity weights happen to be on
+    this machine: only the offline path is used.
     """
-    path = tmp_path_factory.mktemp("eval_cache")
-    saved = {k: os.environ.get(k) for k in ("LDM_EVAL_CACHE", "TORCH_HOME")}
-    os.environ["LDM_EVAL_CACHE"] = str(path)
-    os.environ["TORCH_HOME"] = str(path / "torch_home")
-    yield path
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    return Path(os.environ["LDM_EVAL_CACHE"])
 
 
 @pytest.fixture(scope="session")

@@ -88,3 +88,12 @@ def test_library_cache_and_explicit_files(tmp_path, monkeypatch, inception_asset
     # An explicit file is used as given; a zero fc means no IS, whatever the file is called.
     explicit = resolve_inception(inception_asset.path)
     assert explicit.source == "explicit" and not explicit.has_classifier
+
+
+def test_offline_switch_is_used_or_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(assets.urllib.request, "urlopen", lambda *a, **k: pytest.fail("downloaded while offline"))
+    monkeypatch.setenv(assets.OFFLINE_ENV, "1")  # the suite's own setting (tests/conftest.py)
+    assert assets._download("https://example.invalid/w.pth", tmp_path / "w.pth", "00") is None
+    monkeypatch.setenv(assets.OFFLINE_ENV, "sometimes")
+    with pytest.raises(ValueError, match="LDM_ASSETS_OFFLINE='sometimes'"):
+        assets.downloads_disabled()
