@@ -122,6 +122,11 @@ def ray_init(
             raise ValueError(f"{', '.join(given)} sizes a local cluster, but the sweep joins the existing "
                              f"cluster at {address}, which has its own resources; drop these settings")
         print(f"joining the Ray cluster at {address}", flush=True)
+        if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
+            # A Ray Job's driver (`ray job submit`): Ray refuses a runtime_env that sets the
+            # same fields as the job's (its working_dir is this repo already) unless told
+            # to combine them, ours winning: the workers then get our env vars and hook.
+            os.environ.setdefault("RAY_OVERRIDE_JOB_RUNTIME_ENV", "1")
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=log_to_driver)
     else:
         ray.init(

@@ -135,15 +135,23 @@ def ray_start_head(num_cpus: int = 2) -> Iterator[dict[str, str]]:
     import time
 
     root = tempfile.mkdtemp(prefix="r11j-", dir="/tmp")
-    port, dashboard_port = free_port(), free_port()
+    ports: set[int] = set()
+    while len(ports) < 7:  # distinct: a port is free again once free_port() has closed it
+        ports.add(free_port())
+    port, dashboard_port, agent, agent_grpc, metrics, runtime_env_agent, client = sorted(ports)
     env = {**os.environ, "RAY_TMPDIR": root, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
     ray_cli = str(Path(sys.executable).parent / "ray")
-    subprocess.run([ray_cli, "start", "--head", f"--port={port}", f"--num-cpus={num_cpus}",
-                    f"--temp-dir={root}/ray", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
-                    "--include-dashboard=true", "--disable-usage-stats"],
-                   env=env, check=True, capture_output=True, timeout=180)
-    try:
+    try:  # a `ray start` that fails half-way leaves processes too: the cleanup below ends them
+        subprocess.run([ray_cli, "start", "--head", f"--port={port}", f"--num-cpus={num_cpus}",
+                        f"--temp-dir={root}/ray", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard_port}",
+                        "--include-dashboard=true", "--disable-usage-stats",
+                        # Fixed default ports would clash with other Ray clusters on the machine:
+                        # a head whose dashboard agent cannot bind never accepts a job.
+                        f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+                        f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={runtime_env_agent}",
+                        f"--ray-client-server-port={client}"],
+                       env=env, check=True, timeout=180)
         yield {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dashboard_port}", "root": root,
                "env": {**env, "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dashboard_port}"}}
     finally:
@@ -185,5 +193,13 @@ def cmdline(pid: int) -> str:
 def ray_train_workers(root: str) -> list[int]:
     """Ray Train worker processes of the cluster whose temp dir is ``root``: children of its
     raylet (a worker's title replaces its command line, so it no longer names ``root``)."""
-    raylets = [pid for pid in _pids_mentioning(root) if "raylet" in cmdline(pid).split(" ")[0]]
-    return [pid for raylet in raylets for pid in descendants(raylet) if "RayTrainWorker" in cmdline(pid)]
+    raylets = {pid for pid in _pids_mentioning(root) if "raylet" in cmdline(pid).split(" ")[0]}
+    return [pid for raylet in raylets for pid in descendants(raylet)
+            if "RayTrainWorker" in cmdline(pid) and _parent(pid) in raylets]  # not their helpers
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
