@@ -4,8 +4,9 @@ Runs come from two places, so neither a run still training nor one added later i
 the stage directories of the experiment's trials (keys computed from the composed sweep,
 exactly as the sweep computes them, so an LDM training under ``platform.sweep`` or
 ``platform.train`` is found before any MLflow run points at it) and the experiment's
-MLflow trial runs whose ``ldm_key`` tag points at a stage directory (trials added on an
-earlier sweep's command line). Candidates are checkpoint directories; whether one is
+MLflow runs that point at a stage directory: trial runs (``ldm_key``: trials added on an
+earlier sweep's command line) and LDM stage runs (``stage_key``: ``platform.train``, and
+runs of older code, whose keys carry another code fingerprint). Candidates are checkpoint directories; whether one is
 complete is decided when it is verified (``platform.checkpoint_eval``).
 """
 
@@ -113,11 +114,16 @@ def discover_targets(cfg: DictConfig, overrides: Sequence[str], store: Any) -> l
             container = OmegaConf.to_container(trial, resolve=True)
             key = trial_keys(container, ["ldm"]).keys["ldm"]
             targets.setdefault((experiment, key), RunTarget(experiment, key, stage_dir(work_dir, "ldm", key), trial))
-        for run in store.runs(experiment, "tags.kind = 'trial'") if store is not None else []:
-            key = None if run.data.tags.get("stale") == "true" else run.data.tags.get("ldm_key")
+        # Runs logged in MLflow: trials (their ldm_key) and LDM stage runs (platform.train, or a
+        # sweep of older code: keys include a code fingerprint, so composing finds only today's).
+        runs = store.runs(experiment, "tags.kind = 'trial'") + store.runs(
+            experiment, "tags.kind = 'stage' and tags.stage = 'ldm'") if store is not None else []
+        for run in runs:
+            tags = run.data.tags
+            key = None if tags.get("stale") == "true" else tags.get("ldm_key") or tags.get("stage_key")
             if key and (experiment, key) not in targets and stage_dir(work_dir, "ldm", key).is_dir():
                 targets[(experiment, key)] = RunTarget(experiment, key, stage_dir(work_dir, "ldm", key), trials[0])
-            if (experiment, key) in targets:
+            if (experiment, key) in targets and tags.get("kind") == "trial":
                 targets[(experiment, key)].trial_runs.append(run)
     chosen = [t for t in targets.values() if all_checkpoint_dirs(t.directory)]
     if cfg.nightly.tags:
