@@ -116,6 +116,7 @@ RANGES: dict[str, Range] = {
     "sweep.max_concurrent_trials": COUNT,
     "nightly.max_checkpoints": COUNT,  # 0: no limit
     "nightly.max_minutes": NON_NEGATIVE,  # 0: no limit
+    "nightly.nice": Range(0, 19, integer=True),
     "seed": COUNT,
 }
 # Lists of sizes: every element a positive integer; the first group needs at least one.

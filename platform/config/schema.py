@@ -298,6 +298,7 @@ class NightlyConfig:
     champion: ChampionConfig = field(default_factory=ChampionConfig)
     run_experiment: str = "nightly"  # MLflow experiment holding one run per night
     state_dir: Optional[str] = None  # leases and the night's rows; None: <paths.work_dir>/nightly
+    nice: int = 10  # CPU niceness added to the job: training on the same machine keeps priority
 
 
 @dataclass

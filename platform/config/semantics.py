@@ -137,7 +137,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     # how a checkpoint is evaluated is eval.* (its identity), never these.
     **{f"nightly.{name}": OPERATIONAL for name in (
         "experiments", "policy", "always_final", "max_checkpoints", "max_minutes", "since", "tags",
-        "regression_metrics", "champion.model_alias", "champion.run_tag", "run_experiment", "state_dir")},
+        "regression_metrics", "champion.model_alias", "champion.run_tag", "run_experiment", "state_dir", "nice")},
     **{f"evaluate.{name}": OPERATIONAL for name in ("checkpoint", "stage_key", "run_id", "force")},
     "paths.data_dir": OPERATIONAL,
     "paths.work_dir": OPERATIONAL,

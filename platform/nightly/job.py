@@ -10,6 +10,7 @@ scope) holding the summary table; regressions are tagged on the runs they concer
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -136,6 +137,8 @@ def run_nightly(cfg: DictConfig, overrides: Sequence[str]) -> int:
     started = time.time()
     date = time.strftime("%Y-%m-%d", time.gmtime(started))
     cfg = with_absolute_paths(cfg)
+    if cfg.nightly.nice:  # evaluation yields the CPU to a training run on the same machine
+        os.nice(int(cfg.nightly.nice))
     store = TrackingStore(resolve_tracking_uri(cfg.tracking.uri, Path(cfg.paths.work_dir)))
     try:
         validate_config(cfg)
