@@ -45,6 +45,9 @@ def _start_spools_together(directory, barrier, queue):
     barrier.wait()
     spool = Spool(directory)
     queue.put([entry["args"][2] for entry in spool.entries])
+    # All four stay alive until each has started: a writer that closed early would hand its
+    # adopted (undelivered) writes on to a later starter, which is right, but not this case.
+    barrier.wait()
     spool.close()  # keeps what it adopted (not delivered) for the next writer
 
 
