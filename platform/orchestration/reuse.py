@@ -73,8 +73,8 @@ def _decide(stage: str, directory: Path, key: str, upstream: Optional[Decision],
         consumed = record.get("upstream", {}).get(upstream.stage)
         if consumed is not None and consumed != outputs_id(upstream.record):
             reason = f"it was computed from other {upstream.stage} checkpoints than the ones recorded now"
-    if not reason:
-        return Decision(stage, run=False, record=record)
+    if not reason:  # the attempt that produced it: as many results had been moved aside before it
+        return Decision(stage, run=False, record=record, attempt=discarded_count(directory))
     with stage_lock(directory):
         moved = discard_stage(directory, reason)
     if record is not None or problem or moved:

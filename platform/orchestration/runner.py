@@ -40,7 +40,8 @@ from platform.orchestration.render import format_summary
 from platform.orchestration.stage_functions import StageFunction
 from platform.orchestration.signals import EXIT_INTERRUPTED, stop_on_signals
 from platform.orchestration.stage_task import StageSpec, describe_failure, gate, remote_execute_stage
-from platform.orchestration.writer import start_writer
+from platform.orchestration.spool import spool_dir
+from platform.orchestration.writer import TrackingWriter, start_writer
 from platform.report import build_report
 from platform.training.paths import with_absolute_paths
 from platform.redaction import redact, redact_override, redact_text
@@ -244,19 +245,31 @@ class SweepRunner:
             counts = {status: list(orphans.values()).count(status) for status in set(orphans.values())}
             print("runs left RUNNING by a stopped sweep were ended: "
                   + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())), flush=True)
+        # Which results are reused (verified now) and which run (again): before Ray starts.
+        chains = [[(stage, t.keys[stage]) for stage in t.plan.stages] for t in self.trials]
+        self.decisions = decide(self.work_dir, chains, self.trials[0].cfg["sweep"]["rerun"])
 
     # -- runs ---------------------------------------------------------------------
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """A synchronous store call through the writer. Writes never raise (they spool);
         reads such as ``open_run`` raise ``TrackingUnavailable`` when the store is down."""
         try:
-            return ray.get(self.writer.call.remote(method, *args, **kwargs))
-        except ray.exceptions.RayTaskError as error:
+            return self._ask("call", method, *args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - narrowed on the next line
+            if not isinstance(error, ray.exceptions.RayTaskError) and not isinstance(self.writer, TrackingWriter):
+                raise
             cause = getattr(error, "cause", None) or error
             doing, after = PHASES[self.phase]
             raise TrackingUnavailable(redact_text(
                 f"MLflow tracking store {self.uri} failed while {doing}: "
                 f"{str(cause).splitlines()[0][:300]}; rerun the same command when it is back ({after})")) from None
+
+    def _ask(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """A writer method's answer: the actor's, or that of the writer in this process when
+        every result was reused and Ray was not started."""
+        if isinstance(self.writer, TrackingWriter):
+            return getattr(self.writer, method)(*args, **kwargs)
+        return ray.get(getattr(self.writer, method).remote(*args, **kwargs))
 
     def _open(self, name: str, identity: dict[str, str], parent: Optional[str] = None, **info: Any) -> str:
         """Reopen the run that ``identity`` names (a relaunch) or start it, then (re)set the
@@ -297,8 +310,12 @@ class SweepRunner:
         owners = self.owners
         for trial in self.trials:
             config_hash = digest(trial.keys)
+            # A result computed again (sweep.rerun, a failed verification) is a new fact: the
+            # trial gets a new run, and the old one keeps its history, marked stale below.
+            attempts = {stage: self.decisions[trial.keys[stage]].attempt for stage in trial.plan.stages}
+            trial_key = digest([trial.keys, attempts]) if any(attempts.values()) else config_hash
             trial.run_id = self._open(
-                trial.plan.name, {"kind": "trial", "sweep_id": self.sweep_id, "trial_key": config_hash},
+                trial.plan.name, {"kind": "trial", "sweep_id": self.sweep_id, "trial_key": trial_key},
                 sweep_run_id=self.parent_run, trial_index=trial.plan.index,
                 config_hash=config_hash, dataset_id=trial.dataset_ids["train"])
             self._call("log_params", trial.run_id, flatten_config(trial.cfg))
@@ -309,8 +326,6 @@ class SweepRunner:
                 key = trial.keys[stage]
                 owners.setdefault(key, (stage, trial))
         self._mark_stale_trials()
-        chains = [[(stage, t.keys[stage]) for stage in t.plan.stages] for t in self.trials]
-        self.decisions = decide(self.work_dir, chains, trial0.cfg["sweep"]["rerun"])
         for key, (stage, trial) in owners.items():
             decision = self.decisions[key]
             if not decision.run:  # finished and verified (maybe by another sweep): link it
@@ -333,13 +348,14 @@ class SweepRunner:
         return owners
 
     def _mark_stale_trials(self) -> None:
-        """Trial runs of this sweep whose stage keys are no longer the sweep's (the config or
-        the code changed since) keep their history but are tagged stale: reports skip them."""
+        """Trial runs of this sweep whose stage results are no longer the sweep's (the config or
+        the code changed since, or a stage ran again) keep their history but are tagged stale:
+        reports skip them."""
         current = {trial.run_id for trial in self.trials}
         for run in self._call("runs", self.experiment, f"tags.kind = 'trial' and tags.sweep_id = '{self.sweep_id}'"):
             if run.info.run_id not in current and run.data.tags.get(STALE_TAG) != "true":
                 self._call("set_tags", run.info.run_id, {STALE_TAG: "true",
-                                                         "stale_reason": "its stage keys left the sweep"})
+                                                         "stale_reason": "its stage results left the sweep"})
 
     def _share_view(self) -> None:
         """The dashboard view of this sweep: its trials ranked by FID, swept params and the
@@ -463,15 +479,15 @@ class SweepRunner:
         self._call("log_bytes", self.parent_run, table.encode(), "summary.txt")
         report_dir = self.work_dir / "reports" / self.sweep_id
         self._end(self.parent_run, "FAILED" if failed else "FINISHED")
-        if ray.get(self.writer.drain.remote(DRAIN_TIMEOUT_S)) == 0:
+        if self._ask("drain", DRAIN_TIMEOUT_S) == 0:
             self._report(report_dir)
-        failures = ray.get(self.writer.write_failures.remote())
+        failures = self._ask("write_failures")
         if failures:
             print(f"warning: {len(failures)} MLflow writes failed, first: {failures[0]}", file=sys.stderr)
-        pending = ray.get(self.writer.close.remote())
+        pending = self._ask("close")
         if pending:
             print(f"warning: the tracking store is still unreachable; {pending} writes are kept in "
-                  f"{ray.get(self.writer.spool_path.remote())} and delivered by the next sweep on this "
+                  f"{self._ask('spool_path')} and delivered by the next sweep on this "
                   "store (then run python -m platform.report for the figures)", file=sys.stderr)
         print(self._where(report_dir))
         return 1 if failed else 0
@@ -501,6 +517,10 @@ class SweepRunner:
         pending = [run for run in opened if run and run not in self.closed]
         if self.writer is None or not pending:
             return
+        if isinstance(self.writer, TrackingWriter):
+            for run in pending:
+                self._ask("end_run", run, "KILLED")
+            return
         refs = [self.writer.call.remote("end_run", run, "KILLED") for run in pending]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=60)
         if len(ready) < len(refs):
@@ -518,13 +538,28 @@ class SweepRunner:
         for path in paths:
             self._call("log_artifact", self.parent_run, str(path), "report")
 
+    def _reuse_all(self) -> int:
+        """Every stage result is finished and verified: nothing is left for Ray, so no cluster
+        starts; this process links the runs and copies any result not copied yet."""
+        self.writer = TrackingWriter(self.uri, str(spool_dir(self.work_dir, self.uri)))
+        self.open_runs()
+        display = make_display(self.trials)
+        display.update({f"{stage}:{trial.keys[stage]}": {"state": "cached", "since": time.time()}
+                        for trial in self.trials for stage in trial.plan.stages})
+        display.close()
+        for trial in self.trials:
+            trial.records = {stage: self.decisions[trial.keys[stage]].record for stage in trial.plan.stages}
+        return self.finish()
+
     def run(self) -> int:
         self.prepare()
-        try:  # stage output goes to each stage's stage.log, not to this screen
-            ray_init(self.cluster.address, num_cpus=self.cluster.num_cpus, num_gpus=self.cluster.num_gpus,
-                     object_store_memory=self.cluster.object_store_memory, log_to_driver=False)
-        except ValueError as error:  # resources given while RAY_ADDRESS joins a cluster
-            raise SweepSetupError(str(error)) from None
+        reuse_all = not any(decision.run for decision in self.decisions.values())
+        if not reuse_all:
+            try:  # stage output goes to each stage's stage.log, not to this screen
+                ray_init(self.cluster.address, num_cpus=self.cluster.num_cpus, num_gpus=self.cluster.num_gpus,
+                         object_store_memory=self.cluster.object_store_memory, log_to_driver=False)
+            except ValueError as error:  # resources given while RAY_ADDRESS joins a cluster
+                raise SweepSetupError(str(error)) from None
         self.writer: Any = None
         self.parent_run = ""
         self.stage_runs: dict[str, str] = {}
@@ -536,6 +571,8 @@ class SweepRunner:
         self.lease = DriverLease(self.work_dir)
         with stop_on_signals() as signals:  # after ray.init, which installs its own SIGTERM handler
             try:
+                if reuse_all:
+                    return self._reuse_all()
                 check_feasible(self.trials, ray.cluster_resources())
                 check_workers()
                 self.writer = start_writer(self.uri, self.work_dir)
