@@ -41,7 +41,7 @@ def _label(run: Any) -> str:
 
 def trial_runs(store: TrackingStore, experiment: str, sweep_run_id: Optional[str]) -> list[Any]:
     """Current trial runs of ``sweep_run_id`` (default: the newest sweep of the experiment);
-    trial runs marked stale (their stage keys left the sweep) are left out."""
+    trial runs marked stale (their stage results left the sweep) are left out."""
     if sweep_run_id is None:
         sweeps = store.runs(experiment, "tags.kind = 'sweep'")
         if not sweeps:

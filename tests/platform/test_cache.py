@@ -6,7 +6,14 @@ import torch
 
 from platform.cache import main
 from platform.checkpoint import save_checkpoint
-from platform.orchestration.records import check_record, checkpoint_ids, discard_stage, stage_dir, write_record
+from platform.orchestration.records import (
+    check_record,
+    checkpoint_ids,
+    discard_stage,
+    stage_dir,
+    stage_lock,
+    write_record,
+)
 from platform.tracking import TrackingStore
 
 
@@ -55,3 +62,16 @@ def test_ls_verify_prune_on_a_real_store(tmp_path, capsys):
     assert main(["prune", "--work-dir", str(work), "--unfinished"]) == 0
     assert not unfinished.exists() and ldm.exists() and other.exists()  # finished stages are never deleted
     assert main(["ls", "--work-dir", str(tmp_path / "nowhere")]) == 2
+
+
+def test_prune_leaves_a_stage_a_running_sweep_holds(tmp_path, capsys):
+    # A sweep training a stage holds its lock (records.stage_lock); its run references the
+    # unfinished directory, so even --unfinished must not take it away.
+    work = tmp_path / "runs"
+    training = stage_dir(work, "ldm", "eeee5555")
+    save_checkpoint(training / "checkpoints", 1, {"m": {"w": torch.zeros(2)}}, {})
+    with stage_lock(training):
+        assert main(["prune", "--work-dir", str(work), "--unfinished"]) == 0
+    assert (training / "checkpoints").exists() and "in use" in capsys.readouterr().out
+    assert main(["prune", "--work-dir", str(work), "--unfinished"]) == 0
+    assert not training.exists()  # released: an abandoned unfinished stage may go
