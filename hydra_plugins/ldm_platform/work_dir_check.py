@@ -16,8 +16,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 
-def check_work_dir(work_dir: str) -> None:
-    """Create ``work_dir`` and write a probe file in it, or exit 2 saying what to do."""
+def unwritable_work_dir(work_dir: "str | Path") -> "str | None":
+    """Create ``work_dir`` and write a probe file in it; the reason it cannot be used, or None."""
     path = Path(work_dir).expanduser()
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -25,9 +25,17 @@ def check_work_dir(work_dir: str) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as error:
-        print(f"cannot start: paths.work_dir={work_dir} is not a writable directory "
-              f"({error.strerror or error}); choose another with paths.work_dir=DIR", file=sys.stderr)
-        raise SystemExit(2) from None
+        return (f"paths.work_dir={work_dir} is not a writable directory ({error.strerror or error}); "
+                "choose another with paths.work_dir=DIR")
+    return None
+
+
+def check_work_dir(work_dir: str) -> None:
+    """Exit 2 with the reason when ``work_dir`` cannot be used (before Hydra writes into it)."""
+    problem = unwritable_work_dir(work_dir)
+    if problem:
+        print(f"cannot start: {problem}", file=sys.stderr)
+        raise SystemExit(2)
 
 
 class WorkDirCheck(Callback):

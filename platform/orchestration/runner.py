@@ -9,7 +9,6 @@ so trials sharing a first stage wait on the same task.
 from __future__ import annotations
 
 import getpass
-import os
 import shlex
 import sys
 import time
@@ -23,6 +22,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from evaluation.identity import identity_tag
+from hydra_plugins.ldm_platform.work_dir_check import unwritable_work_dir
 from platform.cluster import check_cluster_store, check_workers, joined_address, ray_init
 from platform.config.schema import Stage
 from platform.config.semantics import FIELDS, OPERATIONAL
@@ -133,23 +133,27 @@ def _devices(stage: str, cfg: dict[str, Any]) -> float:
     return cfg[stage]["train"]["num_workers"]
 
 
+def _on_ray_train(stage: str, cfg: dict[str, Any]) -> bool:
+    return stage != Stage.eval.value and (cfg[stage]["train"]["num_workers"] > 1 or cfg[stage]["train"]["use_gpu"])
+
+
 def _resources(stage: str, cfg: dict[str, Any]) -> dict[str, float]:
     """Ray resources of a stage task. Training on several workers or a GPU goes through
     Ray Train, whose workers hold the resources, so the orchestrating task holds none."""
     if stage == Stage.eval.value:
         workers, gpus = cfg["eval"]["num_workers"], cfg["eval"]["gpus_per_worker"]
         return {"num_cpus": 0} if workers > 1 else {"num_cpus": 1, "num_gpus": gpus}
-    train = cfg[stage]["train"]
-    return {"num_cpus": 0} if train["num_workers"] > 1 or train["use_gpu"] else {"num_cpus": 1}
+    return {"num_cpus": 0} if _on_ray_train(stage, cfg) else {"num_cpus": 1}
 
 
 def _demand(stage: str, cfg: dict[str, Any]) -> dict[str, float]:
     """Total CPUs/GPUs a stage needs at once (its Ray Train workers or eval actors)."""
     if stage == Stage.eval.value:
-        workers, gpus = max(1, cfg["eval"]["num_workers"]), cfg["eval"]["gpus_per_worker"]
-        return {"GPU": workers * gpus} if gpus else {"CPU": workers}
-    train = cfg[stage]["train"]
-    return {"GPU": train["num_workers"]} if train["use_gpu"] else {"CPU": train["num_workers"]}
+        gpus_each = cfg["eval"]["gpus_per_worker"]
+    else:
+        gpus_each = 1.0 if cfg[stage]["train"]["use_gpu"] else 0.0
+    count = _devices(stage, cfg)
+    return {"GPU": count * gpus_each} if gpus_each else {"CPU": count}
 
 
 def check_feasible(trials: Sequence[Trial], total: dict[str, float]) -> None:
@@ -164,10 +168,6 @@ def check_feasible(trials: Sequence[Trial], total: dict[str, float]) -> None:
                     raise SweepSetupError(
                         f"trial {trial.plan.index}: {stage} needs {amount:g} {resource} but the Ray cluster has "
                         f"{total.get(resource, 0.0):g}; lower {setting} or use a cluster with more {resource}s")
-
-
-def _on_ray_train(stage: str, cfg: dict[str, Any]) -> bool:
-    return stage != Stage.eval.value and (cfg[stage]["train"]["num_workers"] > 1 or cfg[stage]["train"]["use_gpu"])
 
 
 def _task_options(stage: str, cfg: dict[str, Any], driver_node: str) -> dict[str, Any]:
@@ -225,14 +225,9 @@ class SweepRunner:
             trial.identity = _trial_keys(trial)
             trial.keys, trial.dataset_ids = trial.identity.keys, trial.identity.dataset_ids
         refuse_collapsed_trials(self.trials)
-        try:
-            self.work_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.work_dir / f".write-test-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as error:
-            raise SweepSetupError(f"paths.work_dir={self.work_dir} is not a writable directory ({error.strerror}); "
-                                  "choose another with paths.work_dir=DIR") from None
+        problem = unwritable_work_dir(self.work_dir)  # also checked before Hydra writes (its callback)
+        if problem:
+            raise SweepSetupError(problem)
         store = TrackingStore(self.uri)
         try:  # creates the SQLite store and experiment once, here, before any worker
             self.experiment_id = store.ensure_experiment(self.experiment, artifact_root=self.work_dir / "mlartifacts")
