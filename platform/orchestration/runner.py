@@ -571,7 +571,10 @@ class SweepRunner:
                 check_feasible(self.trials, ray.cluster_resources())
                 check_workers()
                 self.writer = start_writer(self.uri, self.work_dir)
-                self.board = RemoteProgressBoard.remote()
+                # On the driver's node, like the writer: the driver asks it for every refresh,
+                # and a lost worker node must not take it along.
+                self.board = RemoteProgressBoard.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+                    node_id=ray.get_runtime_context().get_node_id(), soft=False)).remote()
                 self.ref_of: dict[tuple[int, str], Any] = {}
                 self.wait(self.submit(self.open_runs()))
                 return self.finish()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import sys
 import time
 import traceback
@@ -84,6 +85,12 @@ def execute_stage(spec: StageSpec, writer: Any, board: Any, *upstream: dict[str,
     with stage_lock(directory):
         record = read_record(directory)
         if record is not None:
+            if record["run_id"] != spec.run_id:
+                # Another sweep finished this stage while ours waited for the lock: the run
+                # this sweep opened for it stays empty; end it, pointing at the one with the history.
+                sink.set_tags(spec.run_id, {"computed_by_run": record["run_id"]})
+                sink.end_run(spec.run_id, "FINISHED")
+                sink.flush()
             board.update.remote(progress_key, state="cached")
             return record
         board.update.remote(progress_key, state="running", step=0)
@@ -92,7 +99,9 @@ def execute_stage(spec: StageSpec, writer: Any, board: Any, *upstream: dict[str,
         started = time.time()
         try:
             with _capture(directory / LOG_FILE):
-                print(f"== {spec.stage} {spec.key} started {time.strftime('%Y-%m-%d %H:%M:%S')}")
+                # Which node ran this attempt: a retried stage appends a line per attempt.
+                print(f"== {spec.stage} {spec.key} started {time.strftime('%Y-%m-%d %H:%M:%S')} "
+                      f"on Ray node {_node_id()}")
                 result = (spec.function or STAGE_FUNCTIONS[spec.stage])(cfg, directory, reporter, list(upstream))
         except BaseException as error:
             with open(directory / LOG_FILE, "a") as log:
@@ -112,6 +121,10 @@ def execute_stage(spec: StageSpec, writer: Any, board: Any, *upstream: dict[str,
         return record
 
 
+def _node_id() -> str:
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else "(no Ray)"
+
+
 remote_execute_stage = ray.remote(execute_stage)
 
 
@@ -129,15 +142,20 @@ def gate(ref: Any) -> Any:
 
 
 def describe_failure(error: BaseException, stage: str = "") -> str:
-    """One line from a (possibly Ray-wrapped) stage exception; a memory kill names the stage
-    and the memory the node reported."""
+    """One line from a (possibly Ray-wrapped) stage exception; a memory kill names the stage,
+    the memory its process used and what the node had."""
     if isinstance(error, ray.exceptions.OutOfMemoryError):
-        text = str(error)
-        usage = next((line.strip() for line in text.splitlines() if "Memory on the node" in line), "")
-        killed = next((line.strip() for line in text.splitlines() if "killed" in line.lower()), "")
-        return (f"OutOfMemoryError: the {stage or 'stage'} task was killed by Ray's memory monitor "
-                f"({usage or killed or 'node memory exhausted'}); lower {stage or 'its'}.train.batch_size "
-                "or give its node more memory")[:400]
+        text = " ".join(str(error).split())
+        # Ray's raylet: "(... pid=N, actual memory used=5.20GB, ...)" for the killed worker and
+        # "Memory on the node (IP: .., ID: ..) was 7.31GB used / 7.68GB limit (0.95)"; older
+        # versions: "... memory used=0.93GB) was running was 7.31GB / 7.68GB (0.95)".
+        used = re.search(r"memory used=\s*([\d.]+\s*[KMGT]?B)", text)
+        node = re.search(r"was (?:running was )?([\d.]+\s*GB(?: used)? / [\d.]+\s*GB(?: limit)?)", text)
+        name = stage or "stage"
+        knob = "eval.batch_size" if stage == "eval" else f"{stage}.train.batch_size" if stage else "its batch size"
+        return (f"OutOfMemoryError: the {name} task was killed by Ray's memory monitor after using "
+                f"{used.group(1) if used else 'an unknown amount of memory'}"
+                f"{f' (node memory {node.group(1)})' if node else ''}; lower {knob} or give its node more memory")
     cause: Optional[BaseException] = getattr(error, "cause", None) or error
     text = str(cause).strip().splitlines()
     return f"{type(cause).__name__}: {text[-1] if text else ''}"[:300]

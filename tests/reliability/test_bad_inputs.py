@@ -1,5 +1,5 @@
 """Bad inputs fail before work starts (or fail only their trial) with a message that names
-the input and what to do. Data-level cases (undecodable image, manifest hash mismatch,
+the input and what to do; a GPU request on a CPU-only cluster is refused, not queued forever. Data-level cases (undecodable image, manifest hash mismatch,
 corrupt headers) are covered where they are detected: tests/platform/data/test_errors.py;
 a truncated shard failing only its trial, and credentials in a tracking URL never printed:
 tests/platform/orchestration/test_sweep_e2e.py."""
@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -83,3 +84,22 @@ def test_missing_inception_weights(tmp_path, tiny_shards):
     code, text = _sweep(tmp_path, tiny_shards, f"eval.inception_weights={tmp_path / 'nope.pth'}")
     assert code == 2 and "eval.inception_weights=" in text and "python -m evaluation assets" in text
     assert NOT_STARTED not in text
+
+
+def test_gpu_request_on_a_cpu_only_cluster_is_refused_not_hung(ray_cluster, tiny_shards, tmp_path, capsys):
+    """Ray would queue a task asking for a GPU that no node has forever (a real 2-CPU cluster)."""
+    from platform.config.compose import compose_config, expand_sweep
+    from platform.orchestration.plan import plan_trials
+    from platform.orchestration.runner import run_plans
+
+    train, test = tiny_shards
+    overrides = expand_sweep(["scale=smoke", f"paths.work_dir={tmp_path / 'work'}", f"data.train_shards={train}",
+                              f"data.eval_shards={test}", "ldm.train.use_gpu=true"])
+    started = time.time()
+    code = run_plans(plan_trials([compose_config(o) for o in overrides], overrides))
+    refused_s = time.time() - started
+    err = capsys.readouterr().err
+    assert code == 2 and "trial 0: ldm needs 1 GPU but the Ray cluster has 0" in err, err
+    assert "ldm.train.num_workers / ldm.train.use_gpu" in err
+    assert refused_s < 60  # refused at once, not after a scheduling timeout
+    print(f"\nFIGURES infeasible GPU request: refused in {refused_s:.1f} s (cluster already running)")

@@ -43,3 +43,16 @@ def ldm_fails_at_high_lr(cfg: Any, directory: Path, reporter: Any, upstream: lis
 def ldm_with_a_rejected_write(cfg: Any, directory: Path, reporter: Any, upstream: list) -> dict[str, Any]:
     reporter.metrics({"bad metric name!": 1.0}, 1)  # MLflow refuses the name: a writer failure
     return ldm_ok(cfg, directory, reporter, upstream)
+
+
+def ldm_waits(cfg: Any, directory: Path, reporter: Any, upstream: list) -> dict[str, Any]:
+    """A stage still running when a test signals the driver: reports a step, then waits (at
+    most 60 s) for a ``release`` file in its directory."""
+    import time
+
+    _count(directory)
+    reporter.metrics({"train/loss": 1.0}, 1)
+    deadline = time.time() + 60
+    while not (Path(directory) / "release").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    return {"checkpoint": str(directory / "ckpt"), "step": 1, "summary": {}}

@@ -146,3 +146,32 @@ def test_a_store_failure_while_recording_results_says_so(monkeypatch):
         with pytest.raises(TrackingUnavailable) as raised:
             runner._call("run_tags", "run")
         assert said in str(raised.value) and not_said not in str(raised.value) and "503" in str(raised.value)
+
+
+@pytest.mark.slow  # starts Ray worker processes: seconds
+def test_a_stage_another_sweep_finished_meanwhile_ends_this_sweeps_run(ray_cluster, tmp_path):
+    """Two sweeps started together both decide to run a shared stage; the second finds the
+    first's record under the stage lock. The run it opened for the stage is ended, pointing at
+    the run with the history, not left RUNNING."""
+    from platform.orchestration.progress import RemoteProgressBoard
+    from platform.orchestration.stage_task import StageSpec, remote_execute_stage
+    from platform.orchestration.writer import start_writer
+
+    work = tmp_path / "work"
+    directory = work / "stages" / "first_stage" / "k"
+    directory.mkdir(parents=True)
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    store = TrackingStore(uri)
+    experiment = store.ensure_experiment(EXPERIMENT, artifact_root=work / "mlartifacts")
+    theirs, ours = (store.start_run(experiment, f"first_stage {who}", {"kind": "stage", "who": who})
+                    for who in ("theirs", "ours"))
+    writer, board = start_writer(uri, work), RemoteProgressBoard.remote()
+
+    def run(run_id: str) -> dict:
+        spec = StageSpec("first_stage", "k", {}, str(directory), run_id, 1.0, function=stubs.first_stage_ok)
+        return ray_cluster.get(remote_execute_stage.remote(spec, writer, board))
+
+    assert run(theirs)["run_id"] == run(ours)["run_id"] == theirs
+    assert _calls(work, "first_stage") == 1
+    assert _status(store, theirs) == _status(store, ours) == "FINISHED"
+    assert store.client.get_run(ours).data.tags["computed_by_run"] == theirs
