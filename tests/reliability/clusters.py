@@ -123,17 +123,45 @@ def _pids_mentioning(text: str) -> list[int]:
     return pids
 
 
+def cluster_pids(root: str) -> list[int]:
+    """Every process of the cluster whose ``RAY_TMPDIR`` is ``root``: the environment, not
+    the command line, because Ray's agents and workers retitle themselves."""
+    needle = f"RAY_TMPDIR={root}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if needle in (entry / "environ").read_bytes().split(b"\0"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def kill_cluster(root: str) -> None:
+    """SIGTERM, then SIGKILL, to every process of the cluster under ``root`` (not ``ray stop``,
+    which stops every Ray cluster of the user on the machine)."""
+    import signal
+    import time
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = set(cluster_pids(root)) | set(_pids_mentioning(root))
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        if pids:
+            time.sleep(3)
+
+
 @contextlib.contextmanager
 def ray_start_head(num_cpus: int = 2) -> Iterator[dict[str, str]]:
     """``ray start --head`` with its own temp dir, a dashboard (Ray Jobs) and token auth.
 
     Yields {"address": GCS address, "dashboard": http URL, "env": env for the Ray CLI}.
-    Stopped by killing the processes that name our temp dir (``ray stop`` would stop
-    every Ray cluster of the user on the machine).
+    Stopped by killing the processes that carry our temp dir (``kill_cluster``).
     """
-    import signal
-    import time
-
     root = tempfile.mkdtemp(prefix="r11j-", dir="/tmp")
     ports: set[int] = set()
     while len(ports) < 7:  # distinct: a port is free again once free_port() has closed it
@@ -155,13 +183,7 @@ def ray_start_head(num_cpus: int = 2) -> Iterator[dict[str, str]]:
         yield {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dashboard_port}", "root": root,
                "env": {**env, "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dashboard_port}"}}
     finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            for pid in _pids_mentioning(root):
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-            time.sleep(3)
+        kill_cluster(root)
         shutil.rmtree(root, ignore_errors=True)
 
 
