@@ -53,6 +53,34 @@ def ray_cluster():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def _migrated_sqlite_store(tmp_path_factory) -> Path:
+    """An empty SQLite MLflow store with every schema migration applied, made once."""
+    from platform.tracking import TrackingStore
+
+    path = tmp_path_factory.mktemp("mlflow_schema") / "mlflow.db"
+    TrackingStore(f"sqlite:///{path}").client.search_experiments()  # creates and migrates the tables
+    return path
+
+
+@pytest.fixture
+def new_sqlite_store(_migrated_sqlite_store):
+    """``new_sqlite_store(path)``: an empty SQLite MLflow store at ``path``; returns its URI.
+
+    A copy of one migrated per session: MLflow migrates a new SQLite file through its
+    whole alembic history, seconds per store, which tests that only use a store need not
+    pay each time. Tests of creating a store (test_tracking.py, the sweeps) start from none.
+    """
+    import shutil
+
+    def make(path: Path) -> str:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_migrated_sqlite_store, path)
+        return f"sqlite:///{path}"
+
+    return make
+
+
 def run_module(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     """``python -m ARGS`` from the repo root, as a user would type it."""
     return subprocess.run(

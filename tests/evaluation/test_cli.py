@@ -27,6 +27,7 @@ def test_cli_table_json_and_cache_hit(tiny_shards, eval_cache, inception_asset, 
     assert "reference cache hit" in second.stderr  # logged, too
 
 
+@pytest.mark.slow  # several CLI processes, each importing torch
 def test_cli_errors_are_short_and_say_what_to_fix(tmp_path):
     done = run_module("evaluation", "--fake", str(tmp_path / "nope"), "--real", str(tmp_path))
     assert done.returncode == 2 and "neither a shard directory" in done.stderr and "Traceback" not in done.stderr

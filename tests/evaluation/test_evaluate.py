@@ -35,6 +35,7 @@ def test_shards_in_process_with_reference_cache(tiny_shards, detector, tmp_path,
     assert evaluate(train, test, num_samples=4, **kwargs).info["reference_cache"] == "miss"
 
 
+@pytest.mark.slow  # the first test in a session to load Inception converts it (tens of seconds)
 def test_fid_of_a_set_against_itself_is_zero(tiny_shards, detector):
     images = ShardSource(tiny_shards[1]).images(range(4))
     report = evaluate(TensorSource(images), TensorSource(images.clone()), metrics="fid,pr", num_workers=0, use_cache=False, detector=detector)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 from PIL import Image
@@ -12,21 +14,34 @@ from evaluation.workers import _Pool, compute_metrics, evaluate
 from tests.evaluation.conftest import digit_images
 
 
-@pytest.mark.slow  # two rounds of Ray actors loading Inception, ~20 images each
-def test_two_workers_match_one(ray_cluster, eval_cache, inception_asset, tmp_path):
+@contextlib.contextmanager
+def _one_thread():
+    """This process computes as one Ray actor of ``cpus_per_worker=1`` does: float32
+    convolutions sum in another order on another number of threads (~1e-6 apart)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.slow  # two pools of K = 2 Ray actors loading Inception; K = 1 runs in this process
+def test_two_workers_match_one(ray_cluster, detector, tmp_path):
     fake_dir = tmp_path / "fake"
     fake_dir.mkdir()
     for i, image in enumerate(digit_images((0, 1, 2), 7)):
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(fake_dir / f"{i:03d}.png")
     fake, real = FolderSource(fake_dir), TensorSource(digit_images((3, 4, 5), 7), name="digits 3-5")
 
-    # The merged statistics themselves: K = 2 actors give K = 1's sums, Gram and rows. One pool
-    # at a time: each actor holds a CPU, and the test cluster has two.
+    # The merged statistics themselves: K = 2 actors give K = 1's sums, Gram and rows. K = 1 is
+    # the in-process worker (same extraction code, the session's detector: no actor to start).
     def extract(k: int, source) -> FeatureStats:
-        pool = _Pool(inception_asset, num_workers=k, use_ray=True, device="cpu", batch_size=4,
-                     gpus_per_worker=0, cpus_per_worker=1)
+        pool = _Pool(detector.asset, num_workers=k, use_ray=k > 1, device="cpu", batch_size=4,
+                     gpus_per_worker=0, cpus_per_worker=1, detector=detector if k == 1 else None)
         try:
-            return pool.run(source, 7, keep_features=True, keep_logits=False)[0]
+            with _one_thread():
+                return pool.run(source, 7, keep_features=True, keep_logits=False)[0]
         finally:
             pool.close()
 
@@ -46,8 +61,10 @@ def test_two_workers_match_one(ray_cluster, eval_cache, inception_asset, tmp_pat
     assert abs(fid["two"] - fid["one"]) <= max(4 * noise, 1e-12 * fid["one"]), (fid, noise)
 
     # End to end through evaluate(): every metric the same for K = 1 and K = 2.
-    kwargs = dict(metrics="fid,kid,pr", use_ray=True, use_cache=False, batch_size=4, kid_subset_size=3, kid_subsets=5)
-    reports = {k: evaluate(fake, real, num_workers=k, **kwargs) for k in (1, 2)}
+    kwargs = dict(metrics="fid,kid,pr", use_cache=False, batch_size=4, kid_subset_size=3, kid_subsets=5)
+    with _one_thread():
+        reports = {1: evaluate(fake, real, num_workers=1, detector=detector, **kwargs)}
+    reports[2] = evaluate(fake, real, num_workers=2, use_ray=True, **kwargs)
     assert reports[2].info["num_workers"] == 2
     for name in ("kid", "precision", "recall"):
         assert reports[1].metrics[name].n == reports[2].metrics[name].n == 7

@@ -27,7 +27,7 @@ def _stage(work, stage, key, steps=(2, 4)):
     return directory
 
 
-def test_ls_verify_prune_on_a_real_store(tmp_path, capsys):
+def test_ls_verify_prune_on_a_real_store(tmp_path, capsys, new_sqlite_store):
     work = tmp_path / "runs"
     ldm = _stage(work, "ldm", "aaaa1111")
     other = _stage(work, "ldm", "bbbb2222")
@@ -35,7 +35,7 @@ def test_ls_verify_prune_on_a_real_store(tmp_path, capsys):
     save_checkpoint(unfinished / "checkpoints", 1, {"m": {"w": torch.zeros(2)}}, {})
     old = _stage(work, "eval", "dddd4444", steps=())
     discard_stage(old, "sweep.rerun asks for it")
-    store = TrackingStore(f"sqlite:///{work / 'mlflow.db'}")
+    store = TrackingStore(new_sqlite_store(work / "mlflow.db"))
     experiment = store.ensure_experiment("default")
     store.start_run(experiment, "trial-7", {"kind": "trial", "ldm_key": "aaaa1111"})
 

@@ -31,8 +31,8 @@ def test_summary_shows_intervals_n_ref_and_which_differences_are_significant(tmp
     assert "not significantly different: 1 (f=4 kl)" in line
 
 
-def test_report_tables_and_figures_carry_the_intervals(tmp_path):
-    store = TrackingStore(f"sqlite:///{tmp_path / 'mlflow.db'}")
+def test_report_tables_and_figures_carry_the_intervals(tmp_path, new_sqlite_store):
+    store = TrackingStore(new_sqlite_store(tmp_path / "mlflow.db"))
     experiment = store.ensure_experiment("report-test", tmp_path / "artifacts")
     for name, f, fids in (("f1", "1", (300.0, 260.0)), ("f8", "8", (200.0, 150.0))):
         run_id = store.start_run(experiment, name, {"kind": "trial"})

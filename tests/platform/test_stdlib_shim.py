@@ -3,9 +3,12 @@
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO_ROOT
 
 
+@pytest.mark.slow  # a process importing torch, ray and mlflow
 def test_heavy_libraries_import_beside_the_project_package():
     code = (
         "import platform, uuid, torch, ray, mlflow; "

@@ -5,6 +5,7 @@ import pytest
 from tests.conftest import run_module
 
 
+@pytest.mark.slow  # a CLI process composing six trials and their latent shapes
 def test_dry_run_lists_six_trials_with_latent_shapes():
     out = run_module("platform.sweep", "+experiment=downsample_factor", "sweep.dry_run=true")
     assert out.returncode == 0, out.stderr
@@ -35,6 +36,7 @@ def test_unknown_experiment_fails_with_the_list():
     assert "experiment/nope" in out.stderr and "downsample_factor" in out.stderr
 
 
+@pytest.mark.slow  # two CLI processes
 def test_help_and_cfg_job_behave_as_in_hydra():
     out = run_module("platform.sweep", "--help")
     assert out.returncode == 0 and "+experiment=NAME" in out.stdout
@@ -43,6 +45,7 @@ def test_help_and_cfg_job_behave_as_in_hydra():
     assert out.returncode == 0 and "name: kl_f8" in out.stdout
 
 
+@pytest.mark.slow  # two CLI processes
 def test_hydra_interpolations_resolve_in_trials_and_batches_are_refused():
     out = run_module("platform.sweep", "scale=smoke", "experiment.description=${hydra:job.num} ${hydra:runtime.cwd}",
                      "seed=1,2", "sweep.dry_run=true")

@@ -45,10 +45,10 @@ def test_unreachable_server_fails_with_a_hint(monkeypatch):
         store.ensure_experiment("x")
 
 
-def test_non_finite_metrics_are_logged_not_dropped(tmp_path):
+def test_non_finite_metrics_are_logged_not_dropped(tmp_path, new_sqlite_store):
     import math
 
-    store = TrackingStore(resolve_tracking_uri(None, tmp_path))
+    store = TrackingStore(new_sqlite_store(tmp_path / "mlflow.db"))
     run = store.start_run(store.ensure_experiment("nan"), "r", {})
     store.log_metrics(run, {"train/loss": float("nan"), "eval/fid": float("inf"), "eval/is": None, "ok": 1.0}, step=3)
     logged = store.client.get_run(run).data.metrics

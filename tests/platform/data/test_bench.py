@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.conftest import run_module
 
 
+@pytest.mark.slow  # a CLI process timing three data paths
 def test_bench_data_prints_three_throughputs_and_two_ratios(tiny_shards):
     train_dir, _ = tiny_shards
     result = run_module("platform.bench", "data", "--shards", str(train_dir), "--batch-size", "32",

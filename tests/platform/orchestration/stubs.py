@@ -26,6 +26,12 @@ def first_stage_fails(cfg: Any, directory: Path, reporter: Any, upstream: list) 
     raise RuntimeError("first stage exploded on purpose")
 
 
+def first_stage_fails_for_kl_f8(cfg: Any, directory: Path, reporter: Any, upstream: list) -> dict[str, Any]:
+    if cfg.first_stage.name == "kl_f8":
+        return first_stage_fails(cfg, directory, reporter, upstream)
+    return first_stage_ok(cfg, directory, reporter, upstream)
+
+
 def ldm_ok(cfg: Any, directory: Path, reporter: Any, upstream: list) -> dict[str, Any]:
     _count(directory)
     assert upstream and upstream[0]["stage"] == "first_stage"  # the shared record reaches every trial
@@ -40,9 +46,10 @@ def ldm_fails_at_high_lr(cfg: Any, directory: Path, reporter: Any, upstream: lis
     return ldm_ok(cfg, directory, reporter, upstream)
 
 
-def ldm_with_a_rejected_write(cfg: Any, directory: Path, reporter: Any, upstream: list) -> dict[str, Any]:
+def ldm_fails_at_high_lr_after_a_rejected_write(cfg: Any, directory: Path, reporter: Any,
+                                                upstream: list) -> dict[str, Any]:
     reporter.metrics({"bad metric name!": 1.0}, 1)  # MLflow refuses the name: a writer failure
-    return ldm_ok(cfg, directory, reporter, upstream)
+    return ldm_fails_at_high_lr(cfg, directory, reporter, upstream)
 
 
 def ldm_waits(cfg: Any, directory: Path, reporter: Any, upstream: list) -> dict[str, Any]:

@@ -32,14 +32,14 @@ def test_names_from_overrides():
     assert trial_names([["+x=a", "first_stage=kl_f4"], ["+x=b", "first_stage=kl_f4"]], [fs, fs]) == ["x=a", "x=b"]
 
 
-def test_report_labels_are_the_trial_names(tmp_path):
+def test_report_labels_are_the_trial_names(tmp_path, new_sqlite_store):
     """The report labels what the sweep named: eight distinct labels for kl_vs_vq x lr."""
     from platform.report import build_report
     from platform.tracking import TrackingStore
 
     overrides = ["+experiment=kl_vs_vq", "ldm.train.lr=1e-4,2e-4", "scale=smoke"]
     plans = plan_trials(compose_trials(overrides), expand_sweep(overrides))
-    store = TrackingStore(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    store = TrackingStore(new_sqlite_store(tmp_path / "mlflow.db"))
     exp = store.ensure_experiment("kl_vs_vq", artifact_root=tmp_path / "artifacts")
     sweep = store.start_run(exp, "sweep", {"kind": "sweep"})
     for plan in plans:  # as SweepRunner.open_runs names and tags them

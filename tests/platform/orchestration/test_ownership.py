@@ -8,7 +8,7 @@ import textwrap
 
 from platform.orchestration.ownership import LEASE_TAG, DriverLease, close_orphaned_runs, owner_alive
 from platform.orchestration.records import stage_dir, write_record
-from platform.tracking import TrackingStore, resolve_tracking_uri
+from platform.tracking import TrackingStore
 from tests.conftest import REPO_ROOT
 
 
@@ -37,8 +37,8 @@ def test_a_lease_is_alive_while_held_and_dead_after_its_process_is_killed(tmp_pa
     assert owner_alive(None) is None
 
 
-def test_rerun_ends_orphans_and_leaves_live_and_unknown_runs(tmp_path):
-    store = TrackingStore(resolve_tracking_uri(None, tmp_path))
+def test_rerun_ends_orphans_and_leaves_live_and_unknown_runs(tmp_path, new_sqlite_store):
+    store = TrackingStore(new_sqlite_store(tmp_path / "mlflow.db"))
     exp = store.ensure_experiment("orphans")
     live = DriverLease(tmp_path)
     dead = _lease_of_a_killed_process(tmp_path)

@@ -19,82 +19,100 @@ from tests.platform.orchestration import stubs
 EXPERIMENT = "stubbed"
 
 
-def _plans(work: Path, shards: tuple[Path, Path]):
-    """Two trials (two LDM learning rates) over one shared first stage; no evaluation stage."""
-    train, test = shards
+@pytest.fixture(scope="module")
+def plans(tiny_shards, tmp_path_factory):
+    """Four trials: two first stages (kl_f4, kl_f8), each shared by two LDM learning rates;
+    no evaluation stage. Composed once; every run of the sweep below uses them."""
+    train, test = tiny_shards
+    work = tmp_path_factory.mktemp("runner") / "work"
     overrides = expand_sweep(["scale=smoke", f"paths.work_dir={work}", f"data.train_shards={train}",
                               f"data.eval_shards={test}", "sweep.stages=[first_stage,ldm]",
-                              f"tracking.experiment_name={EXPERIMENT}", "ldm.train.lr=1e-4,2e-4"])
-    return plan_trials([compose_config(o) for o in overrides], overrides)
+                              f"tracking.experiment_name={EXPERIMENT}", "first_stage=kl_f4,kl_f8",
+                              "ldm.train.lr=1e-4,2e-4"])
+    return work, plan_trials([compose_config(o) for o in overrides], overrides)
 
 
-def _run(work, shards, **functions) -> tuple[int, SweepRunner]:
-    runner = SweepRunner(_plans(work, shards), stage_functions=functions)
+def _run(plans, **functions) -> tuple[int, SweepRunner]:
+    runner = SweepRunner(plans, stage_functions=functions)
     return runner.run(), runner
 
 
-def _calls(work: Path, stage: str) -> int:
-    return sum(len(p.read_text().splitlines()) for p in (work / "stages" / stage).glob("*/calls"))
+def _calls(work: Path, stage: str, key: str = "*") -> int:
+    """How often ``stage`` ran under ``key`` (every key by default)."""
+    return sum(len(p.read_text().splitlines()) for p in (work / "stages" / stage).glob(f"{key}/calls"))
 
 
 def _status(store: TrackingStore, run_id: str) -> str:
     return store.client.get_run(run_id).info.status
 
 
-def test_shared_stage_runs_once_and_a_rerun_uses_the_records(ray_cluster, tiny_shards, tmp_path):
-    work = tmp_path / "work"
-    code, runner = _run(work, tiny_shards, first_stage=stubs.first_stage_ok, ldm=stubs.ldm_ok)
-    assert code == 0
-    assert (_calls(work, "first_stage"), _calls(work, "ldm")) == (1, 2)
-    store = TrackingStore(runner.uri)
-    a, b = runner.trials
-    assert a.keys["first_stage"] == b.keys["first_stage"] and a.keys["ldm"] != b.keys["ldm"]
-    for trial in runner.trials:
-        tags = store.client.get_run(trial.run_id).data.tags
-        assert tags["first_stage_run_id"] == runner.stage_runs[a.keys["first_stage"]]  # linked, not duplicated
-        assert tags["ldm_key"] == trial.keys["ldm"] and tags["first_stage_key"] == a.keys["first_stage"]
-        assert _status(store, trial.run_id) == RunStatus.to_string(RunStatus.FINISHED)
-        assert trial.records["first_stage"]["step"] == 1 and trial.error is None
-    assert _status(store, runner.parent_run) == "FINISHED"
-    assert _status(store, runner.stage_runs[a.keys["ldm"]]) == "FINISHED"
-    runs_before = len(store.runs(EXPERIMENT))
-
-    code, again = _run(work, tiny_shards, first_stage=stubs.first_stage_fails, ldm=stubs.ldm_fails_at_high_lr)
-    assert code == 0  # every stage finished before: the (now failing) functions are never called
-    assert (_calls(work, "first_stage"), _calls(work, "ldm")) == (1, 2)
-    assert len(store.runs(EXPERIMENT)) == runs_before  # no duplicate runs
-    assert again.trials[1].records["ldm"]["run_id"] == runner.trials[1].records["ldm"]["run_id"]
+def _trial(runner: SweepRunner, first_stage: str, lr: float):
+    (trial,) = [t for t in runner.trials
+                if t.cfg["first_stage"]["name"] == first_stage and t.cfg["ldm"]["train"]["lr"] == lr]
+    return trial
 
 
-def test_a_failing_shared_stage_fails_every_trial_that_needs_it(ray_cluster, tiny_shards, tmp_path, capsys):
-    work = tmp_path / "work"
-    code, runner = _run(work, tiny_shards, first_stage=stubs.first_stage_fails, ldm=stubs.ldm_ok)
+def test_failures_reach_exactly_their_trials_and_reruns_use_the_records(ray_cluster, plans, capsys,
+                                                                        new_sqlite_store):
+    """One sweep, three runs on a real local Ray and SQLite store:
+
+    1. kl_f8's shared first stage fails: both its trials fail with it and their LDMs never
+       run; kl_f4's first stage is trained once for its two trials, whose LDM at the high
+       learning rate fails alone; the other finishes although one of its writes is refused
+       (a tracking failure never fails training, and it is reported).
+    2. The fixed code: the failed stages run again, the finished ones are reused unrun.
+    3. Everything finished: a rerun calls no stage function (they would fail) and adds no run.
+    """
+    work, plans = plans
+    new_sqlite_store(work / "mlflow.db")  # where the sweep's default store is
+    code, runner = _run(plans, first_stage=stubs.first_stage_fails_for_kl_f8,
+                        ldm=stubs.ldm_fails_at_high_lr_after_a_rejected_write)
     assert code == 1
-    assert (_calls(work, "first_stage"), _calls(work, "ldm")) == (1, 0)
     store = TrackingStore(runner.uri)
-    for trial in runner.trials:
+    ok, diverged = _trial(runner, "kl_f4", 1e-4), _trial(runner, "kl_f4", 2e-4)
+    f8 = [_trial(runner, "kl_f8", lr) for lr in (1e-4, 2e-4)]
+    # The shared stages: one key, one run, one call for both trials.
+    assert ok.keys["first_stage"] == diverged.keys["first_stage"] and ok.keys["ldm"] != diverged.keys["ldm"]
+    assert f8[0].keys["first_stage"] == f8[1].keys["first_stage"] != ok.keys["first_stage"]
+    assert [_calls(work, "first_stage", t.keys["first_stage"]) for t in (ok, f8[0])] == [1, 1]
+    assert [_calls(work, "ldm", t.keys["ldm"]) for t in (ok, diverged, *f8)] == [1, 1, 0, 0]
+    for trial in (ok, diverged):
+        tags = store.client.get_run(trial.run_id).data.tags
+        assert tags["first_stage_run_id"] == runner.stage_runs[ok.keys["first_stage"]]  # linked, not duplicated
+        assert tags["ldm_key"] == trial.keys["ldm"] and tags["first_stage_key"] == ok.keys["first_stage"]
+    # The trial that finished, whatever the store refused.
+    assert ok.error is None and ok.records["first_stage"]["step"] == 1
+    assert _status(store, ok.run_id) == RunStatus.to_string(RunStatus.FINISHED)
+    assert _status(store, runner.stage_runs[ok.keys["ldm"]]) == "FINISHED"
+    # The trial that failed alone.
+    assert diverged.failed_stage == "ldm" and "ldm diverged on purpose" in diverged.error
+    assert _status(store, diverged.run_id) == "FAILED"
+    # The failed shared stage fails every trial that needs it.
+    for trial in f8:
         assert trial.failed_stage == "first_stage" and "first stage exploded on purpose" in trial.error
         assert _status(store, trial.run_id) == "FAILED"
-    assert _status(store, runner.stage_runs[runner.trials[0].keys["first_stage"]]) == "FAILED"
+    assert _status(store, runner.stage_runs[f8[0].keys["first_stage"]]) == "FAILED"
     assert _status(store, runner.parent_run) == "FAILED"
-    assert "first stage exploded on purpose" in capsys.readouterr().out  # the summary names the cause
+    out, err = capsys.readouterr()
+    assert "first stage exploded on purpose" in out and "ldm diverged on purpose" in out  # the summary names causes
+    assert "MLflow writes failed" in err  # the refused write is reported
+    runs_before = len(store.runs(EXPERIMENT))
 
+    code, fixed = _run(plans, first_stage=stubs.first_stage_ok, ldm=stubs.ldm_ok)
+    assert code == 0
+    assert [_calls(work, "first_stage", t.keys["first_stage"]) for t in (ok, f8[0])] == [1, 2]
+    assert [_calls(work, "ldm", t.keys["ldm"]) for t in (ok, diverged, *f8)] == [1, 2, 1, 1]
+    assert all(t.error is None and _status(store, t.run_id) == "FINISHED" for t in fixed.trials)
+    assert _status(store, fixed.parent_run) == "FINISHED"
+    assert _trial(fixed, "kl_f4", 1e-4).records["ldm"]["run_id"] == ok.records["ldm"]["run_id"]  # reused
+    assert len(store.runs(EXPERIMENT)) == runs_before  # failed runs reopened, not duplicated
 
-def test_one_failing_trial_leaves_the_others_and_writer_failures_are_reported(ray_cluster, tiny_shards, tmp_path,
-                                                                              capsys):
-    work = tmp_path / "work"
-    code, runner = _run(work, tiny_shards, first_stage=stubs.first_stage_ok, ldm=stubs.ldm_fails_at_high_lr)
-    assert code == 1
-    ok, failed = runner.trials
-    store = TrackingStore(runner.uri)
-    assert ok.error is None and _status(store, ok.run_id) == "FINISHED"
-    assert failed.failed_stage == "ldm" and "ldm diverged on purpose" in failed.error
-    assert _status(store, failed.run_id) == "FAILED"
-
-    code, runner = _run(tmp_path / "other", tiny_shards, first_stage=stubs.first_stage_ok,
-                        ldm=stubs.ldm_with_a_rejected_write)
-    assert code == 0  # a tracking failure never fails training...
-    assert "MLflow writes failed" in capsys.readouterr().err  # ...but it is reported
+    code, again = _run(plans, first_stage=stubs.first_stage_fails, ldm=stubs.ldm_fails_at_high_lr)
+    assert code == 0  # every stage finished before: the (now failing) functions are never called
+    assert [_calls(work, "first_stage", t.keys["first_stage"]) for t in (ok, f8[0])] == [1, 2]
+    assert [_calls(work, "ldm", t.keys["ldm"]) for t in (ok, diverged, *f8)] == [1, 2, 1, 1]
+    assert len(store.runs(EXPERIMENT)) == runs_before  # no duplicate runs
+    assert [t.records["ldm"]["run_id"] for t in again.trials] == [t.records["ldm"]["run_id"] for t in fixed.trials]
 
 
 @pytest.mark.parametrize("stage,workers,gpu", list(itertools.product(["first_stage", "ldm"], [1, 2], [False, True])))

@@ -9,7 +9,7 @@ import pytest
 
 from platform.orchestration.spool import spool_dir
 from platform.orchestration.writer import TrackingWriter
-from platform.tracking import TrackingStore, TrackingUnavailable, resolve_tracking_uri
+from platform.tracking import TrackingStore, TrackingUnavailable
 from tests.reliability.clusters import free_port
 
 
@@ -34,8 +34,8 @@ def test_writes_to_a_dead_server_are_spooled_in_order_and_fast(tmp_path):
     assert writer.close() == 4 and writer.spool.path.exists()  # kept for the next writer
 
 
-def test_a_deleted_experiment_is_refused_with_how_to_restore_it(tmp_path):
-    store = TrackingStore(resolve_tracking_uri(None, tmp_path))
+def test_a_deleted_experiment_is_refused_with_how_to_restore_it(tmp_path, new_sqlite_store):
+    store = TrackingStore(new_sqlite_store(tmp_path / "mlflow.db"))
     experiment_id = store.ensure_experiment("ablation")
     store.client.delete_experiment(experiment_id)
     with pytest.raises(TrackingUnavailable) as raised:
@@ -46,8 +46,8 @@ def test_a_deleted_experiment_is_refused_with_how_to_restore_it(tmp_path):
     assert "tracking.experiment_name=" in message
 
 
-def test_a_restarted_driver_does_not_duplicate_steps_the_store_already_holds(tmp_path):
-    uri = resolve_tracking_uri(None, tmp_path)
+def test_a_restarted_driver_does_not_duplicate_steps_the_store_already_holds(tmp_path, new_sqlite_store):
+    uri = new_sqlite_store(tmp_path / "mlflow.db")
     store = TrackingStore(uri)
     run = store.start_run(store.ensure_experiment("restart"), "ldm", {"kind": "stage"})
     first = TrackingWriter(uri, str(spool_dir(tmp_path, uri)))
