@@ -19,17 +19,22 @@ from tests.platform.orchestration import stubs
 EXPERIMENT = "stubbed"
 
 
-@pytest.fixture(scope="module")
-def plans(tiny_shards, tmp_path_factory):
-    """Four trials: two first stages (kl_f4, kl_f8), each shared by two LDM learning rates;
-    no evaluation stage. Composed once; every run of the sweep below uses them."""
-    train, test = tiny_shards
-    work = tmp_path_factory.mktemp("runner") / "work"
+def _plans(work: Path, shards: tuple[Path, Path], *axes: str):
+    """Trials over one shared first stage (two LDM learning rates), plus any other ``axes``;
+    no evaluation stage."""
+    train, test = shards
     overrides = expand_sweep(["scale=smoke", f"paths.work_dir={work}", f"data.train_shards={train}",
                               f"data.eval_shards={test}", "sweep.stages=[first_stage,ldm]",
-                              f"tracking.experiment_name={EXPERIMENT}", "first_stage=kl_f4,kl_f8",
-                              "ldm.train.lr=1e-4,2e-4"])
-    return work, plan_trials([compose_config(o) for o in overrides], overrides)
+                              f"tracking.experiment_name={EXPERIMENT}", *axes, "ldm.train.lr=1e-4,2e-4"])
+    return plan_trials([compose_config(o) for o in overrides], overrides)
+
+
+@pytest.fixture(scope="module")
+def plans(tiny_shards, tmp_path_factory):
+    """Four trials: two first stages (kl_f4, kl_f8), each shared by two LDM learning rates.
+    Composed once; every run of the sweep below uses them."""
+    work = tmp_path_factory.mktemp("runner") / "work"
+    return work, _plans(work, tiny_shards, "first_stage=kl_f4,kl_f8")
 
 
 def _run(plans, **functions) -> tuple[int, SweepRunner]:
