@@ -26,6 +26,12 @@ def _sweep_args(work: Path, shards: tuple[Path, Path], *extra: str) -> list[str]
             f"data.eval_shards={test}", "cluster.num_cpus=2", *extra]
 
 
+# Stages as short as the assertions allow (timings, not behaviour): two first-stage steps,
+# N = 8 with one metric. Tests that check what is trained or measured say more.
+_TINY_FIRST_STAGE = ["first_stage.train.steps=2", "first_stage.train.ckpt_every=2"]
+_TINY_EVAL = ["eval.num_samples=8", "eval.batch_size=8", "eval.metrics=[fid]", "eval.uncertainty_repeats=2"]
+
+
 def _runs(store: TrackingStore, experiment: str, **tags: str) -> list:
     query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
     return store.runs(experiment, query)
@@ -37,7 +43,12 @@ def _store(work: Path) -> TrackingStore:
 
 def test_downsample_factor_smoke_sweep_records_everything_and_reruns_cached(tmp_path, tiny_shards):
     work = tmp_path / "work"
-    args = _sweep_args(work, tiny_shards, "+experiment=downsample_factor")
+    # Every stage of every trial, on the scale=smoke sizes with shorter runs: first stages of
+    # 4 steps, LDMs of 10 with a checkpoint every 5 (two curve points), N = 16 (the smoke
+    # kid_subset_size of 16 is then capped at N / 2).
+    args = _sweep_args(work, tiny_shards, "+experiment=downsample_factor", "first_stage.train.steps=4",
+                       "first_stage.train.ckpt_every=2", "ldm.train.steps=10", "ldm.train.ckpt_every=5",
+                       "eval.num_samples=16", "eval.batch_size=16")
     out = run_module(*args, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "summary" in out.stdout and out.stdout.count(" ok") >= 6
@@ -57,13 +68,13 @@ def test_downsample_factor_smoke_sweep_records_everything_and_reruns_cached(tmp_
         for name in ("eval/fid", "eval/kid", "eval/precision", "eval/recall", "perf/train_img_per_s",
                      "perf/sample_img_per_s"):
             assert name in metrics, (name, trial.info.run_name)
-        assert metrics["eval/n"] == 32 and metrics["eval/n_ref"] == 32  # smoke N, logged beside every metric
+        assert metrics["eval/n"] == 16 and metrics["eval/n_ref"] == 16  # N, logged beside every metric
         for name in ("fid", "fid_inf", "kid", "precision", "recall"):  # every metric has an interval
             assert metrics[f"eval/{name}_lo"] <= metrics[f"eval/{name}"] <= metrics[f"eval/{name}_hi"], name
             # Smoke models score P = R = 0 on every subset, so only the distances must vary.
             assert metrics[f"eval/{name}_std"] >= 0 if name in ("precision", "recall") else \
                 metrics[f"eval/{name}_std"] > 0, name
-        assert metrics["eval/kid_subset_size"] == 16 and metrics["eval/repeats"] == 10  # subsets of N/2 differ
+        assert metrics["eval/kid_subset_size"] == 8 and metrics["eval/repeats"] == 10  # capped at N/2: subsets differ
         assert "eval/is" not in metrics  # no real fc layer offline: unavailable, never a number
         assert {"git_commit", "config_hash", "dataset_id", "sweep_id"} <= set(tags)
         if trial.data.params["first_stage.f"] != "1":
@@ -123,7 +134,7 @@ def test_killed_sweep_resumes_ldm_from_its_checkpoint(tmp_path, tiny_shards):
     no run left RUNNING, the first stage not retrained (issue #11)."""
     work = tmp_path / "work"
     args = _sweep_args(work, tiny_shards, "first_stage=kl_f4", "ldm.train.steps=80", "ldm.train.ckpt_every=10",
-                       "eval.checkpoints=last")
+                       "eval.checkpoints=last", *_TINY_FIRST_STAGE, *_TINY_EVAL)
     proc = _start_until_ldm_checkpoint(args, newer_than=0)
     sent = time.time()
     proc.send_signal(signal.SIGTERM)  # the driver only: Ray's own handler used to abort it
@@ -196,7 +207,8 @@ def mlflow_server(tmp_path):
 def test_trials_sharing_stages_train_them_once_through_a_server(tmp_path, tiny_shards, mlflow_server):
     work = tmp_path / "work"
     out = run_module(*_sweep_args(work, tiny_shards, "+experiment=sampler_steps", f"tracking.uri={mlflow_server}",
-                                  "eval.sampling_steps=[5,10]", "eval.checkpoints=last"), timeout=900)
+                                  "eval.sampling_steps=[5,10]", "eval.checkpoints=last", *_TINY_FIRST_STAGE,
+                                  *_TINY_EVAL), timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert not (work / "mlflow.db").exists()  # everything went to the server
     store = TrackingStore(mlflow_server)
@@ -221,7 +233,8 @@ def test_a_failing_trial_fails_alone(tmp_path, tiny_shards):
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 3])  # a truncated shard
     work = tmp_path / "work"
     args = _sweep_args(work, (train, test), "first_stage=kl_f4", f"data.train_shards={train},{broken}",
-                       "eval.checkpoints=last")
+                       "eval.checkpoints=last", *_TINY_FIRST_STAGE, "ldm.train.steps=2", "ldm.train.ckpt_every=2",
+                       *_TINY_EVAL)
     out = run_module(*args, timeout=900)
     assert out.returncode == 1
     text = out.stdout + out.stderr
