@@ -464,6 +464,9 @@ class SweepRunner:
 
     def finish(self) -> int:
         self.phase = "finish"
+        # Recording reads the store back (copy-once tags): an outage still going on when the
+        # last stage ends is waited out first (bounded), as for the final drain below.
+        self._ask("drain", DRAIN_TIMEOUT_S)
         for trial in self.trials:
             self._log_trial_results(trial)
             self._end(trial.run_id, "FAILED" if trial.error else "FINISHED")

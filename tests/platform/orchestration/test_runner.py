@@ -12,7 +12,7 @@ from mlflow.entities import RunStatus
 
 from platform.config.compose import compose_config, expand_sweep
 from platform.orchestration.plan import plan_trials
-from platform.orchestration.runner import SweepRunner, _resources, _task_options
+from platform.orchestration.runner import DRAIN_TIMEOUT_S, SweepRunner, _resources, _task_options
 from platform.tracking import TrackingStore
 from tests.platform.orchestration import stubs
 
@@ -170,6 +170,28 @@ def test_a_store_failure_while_recording_results_says_so(monkeypatch):
             runner._call("run_tags", "run")
         assert said in str(raised.value) and not_said not in str(raised.value) and "503" in str(raised.value)
 
+
+def test_recording_results_first_waits_out_an_outage():
+    """The last stage may end while the store is down: the driver drains the spool (bounded)
+    before it reads the store back, instead of failing the finished sweep (issue #11)."""
+    from types import SimpleNamespace
+
+    asked = []
+
+    class Read(Exception):
+        pass
+
+    def ask(method: str, *args, **kwargs):
+        asked.append((method, args[0]))
+        if method == "call":
+            raise Read
+        return 0
+
+    runner = SweepRunner.__new__(SweepRunner)
+    runner.writer, runner.trials, runner._ask = object(), [SimpleNamespace(run_id="r", records={})], ask
+    with pytest.raises(Read):
+        runner.finish()
+    assert asked == [("drain", DRAIN_TIMEOUT_S), ("call", "run_tags")]
 
 @pytest.mark.slow  # starts Ray worker processes: seconds
 def test_a_stage_another_sweep_finished_meanwhile_ends_this_sweeps_run(ray_cluster, tmp_path):
