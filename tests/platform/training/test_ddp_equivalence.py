@@ -85,14 +85,23 @@ def ldm_worker(config: dict) -> None:
     _save(model, config["out"], {f"ema.{k}": v for k, v in ema.shadow.items()})
 
 
-def _run_both(worker, config: dict, tmp_path: Path) -> tuple[dict, dict]:
+def both_stages_worker(config: dict) -> None:
+    """Both stages' steps, one after the other, in one worker group (one Ray Train start-up)."""
+    first_stage_worker({"cfg": config["first_stage_cfg"], "out": config["out"]["first_stage"]})
+    ldm_worker({"cfg": config["ldm_cfg"], "first_stage": config["first_stage"], "out": config["out"]["ldm"]})
+
+
+def _run_both(config: dict, tmp_path: Path) -> tuple[dict, dict]:
+    """{stage: weights} after 1 rank (in-process) and after 2 ranks (Ray Train, gloo)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
-    one, two = str(tmp_path / "one.safetensors"), str(tmp_path / "two.safetensors")
-    run_training(worker, {**config, "out": one}, num_workers=1, use_gpu=False, name="one",
+    out = {ranks: {stage: str(tmp_path / f"{stage}-{ranks}.safetensors") for stage in ("first_stage", "ldm")}
+           for ranks in (1, 2)}
+    run_training(both_stages_worker, {**config, "out": out[1]}, num_workers=1, use_gpu=False, name="one",
                  storage_path=tmp_path / "ray", use_ray=False)
-    run_training(worker, {**config, "out": two}, num_workers=2, use_gpu=False, name=f"two-{worker.__name__}",
+    run_training(both_stages_worker, {**config, "out": out[2]}, num_workers=2, use_gpu=False, name="two",
                  storage_path=tmp_path / "ray")
-    return load_file(one), load_file(two)
+    return ({stage: load_file(path) for stage, path in out[1].items()},
+            {stage: load_file(path) for stage, path in out[2].items()})
 
 
 def _assert_equivalent(one: dict, two: dict, initial: dict) -> None:
@@ -107,29 +116,26 @@ def _assert_equivalent(one: dict, two: dict, initial: dict) -> None:
     assert sum(m > 0 for m in moves.values()) > len(one) // 4  # the steps changed most tensors
 
 
-@pytest.mark.slow  # two Ray Train runs: ~1 min quiet
+@pytest.mark.slow  # one Ray Train run of two workers: ~40 s quiet
 def test_two_ranks_equal_one_rank_for_both_stages(ray_cluster, tiny_shards, tmp_path):
     from platform.config.compose import compose_config
     from platform.first_stage.model import build_first_stage
+    from platform.ldm.train import build_model, load_frozen_first_stage
+    from tests.platform.ldm.conftest import make_first_stage_checkpoint, smoke_config
 
     fs_cfg = compose_config(["scale=smoke", "first_stage=vq_f8", "first_stage.base_channels=8",
                              "first_stage.perceptual_weight=0", "first_stage.disc_start=100"])
-    torch.manual_seed(0)
-    initial = build_first_stage(fs_cfg.first_stage, resolution=32).state_dict()
-    one, two = _run_both(first_stage_worker, {"cfg": OmegaConf.to_container(fs_cfg, resolve=True)},
-                         tmp_path / "fs")
-    _assert_equivalent(one, two, initial)
-
-    from tests.platform.ldm.conftest import make_first_stage_checkpoint, smoke_config
-
     first_stage_f8 = make_first_stage_checkpoint(tmp_path / "fs_f8")
     ldm_cfg = smoke_config(tiny_shards, tmp_path, "ldm.conditioning=class", "ldm.unet.channels=16",
                            "ldm.unet.context_dim=32")
-    one, two = _run_both(ldm_worker, {"cfg": OmegaConf.to_container(ldm_cfg, resolve=True),
-                                      "first_stage": str(first_stage_f8)}, tmp_path / "ldm")
-    from platform.ldm.train import build_model, load_frozen_first_stage
+    one, two = _run_both({"first_stage_cfg": OmegaConf.to_container(fs_cfg, resolve=True),
+                          "ldm_cfg": OmegaConf.to_container(ldm_cfg, resolve=True),
+                          "first_stage": str(first_stage_f8)}, tmp_path / "runs")
 
+    torch.manual_seed(0)
+    initial = build_first_stage(fs_cfg.first_stage, resolution=32).state_dict()
+    _assert_equivalent(one["first_stage"], two["first_stage"], initial)
     torch.manual_seed(0)
     model, _ = build_model(ldm_cfg, load_frozen_first_stage(first_stage_f8, ldm_cfg, torch.device("cpu")),
                            torch.device("cpu"))
-    _assert_equivalent(one, two, model.state_dict())
+    _assert_equivalent(one["ldm"], two["ldm"], model.state_dict())
