@@ -16,18 +16,18 @@ import sys
 import tempfile
 import textwrap
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextlib.contextmanager
-def private_cluster(**head_args: Any) -> Iterator[Any]:
-    """A ``ray.cluster_utils.Cluster`` (head only) under a fresh short temp dir.
+def private_cluster(*, worker_nodes: Sequence[dict[str, Any]] = (), **head_args: Any) -> Iterator[Any]:
+    """A ``ray.cluster_utils.Cluster`` (a head, plus ``worker_nodes``) under a fresh short temp dir.
 
     Yields the cluster; ``cluster.temp_root`` is the directory to use as ``RAY_TMPDIR``
-    (Ray keeps its files in ``<RAY_TMPDIR>/ray``). Unix socket paths must stay short,
-    hence ``/tmp`` and a short prefix.
+    (Ray keeps its files in ``<RAY_TMPDIR>/ray``) and ``cluster.workers`` the added nodes.
+    Unix socket paths must stay short, hence ``/tmp`` and a short prefix.
     """
     from ray.cluster_utils import Cluster
 
@@ -37,14 +37,27 @@ def private_cluster(**head_args: Any) -> Iterator[Any]:
     previous = os.environ.get("RAY_TMPDIR")
     os.environ["RAY_TMPDIR"] = root
     try:
-        cluster = Cluster(initialize_head=True, head_node_args={
-            "num_cpus": 1, "temp_dir": os.path.join(root, "ray"), "include_dashboard": False, **head_args})
+        for attempt in range(3):
+            cluster = Cluster()
+            try:
+                cluster.add_node(**{"num_cpus": 1, "temp_dir": os.path.join(root, "ray"), "include_dashboard": False,
+                                    **head_args})
+                cluster.workers = [cluster.add_node(**node) for node in worker_nodes]
+                break
+            except Exception as error:  # noqa: BLE001 - narrowed below
+                # Ray gives a raylet a fixed 30 s to register with the GCS, which a loaded
+                # 2-core box can exceed: start again from nothing.
+                cluster.shutdown()
+                kill_cluster(root)
+                if "timed out during startup" not in str(error) or attempt == 2:
+                    raise
         cluster.temp_root = root
         try:
             yield cluster
         finally:
             cluster.shutdown()
     finally:
+        kill_cluster(root)  # anything a failed start or a removed node left behind
         if previous is None:
             os.environ.pop("RAY_TMPDIR", None)
         else:
@@ -90,7 +103,9 @@ class MlflowServer:
             [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port),
              "--workers", "1", "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
              "--artifacts-destination", str(self.root / "server-artifacts")],
-            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            # Not part of any Ray cluster a test started (whose clean-up matches RAY_TMPDIR).
+            env={**{k: v for k, v in os.environ.items() if k != "RAY_TMPDIR"},
+                 "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.time() + timeout
         while time.time() < deadline:
