@@ -181,47 +181,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def mlflow_server(tmp_path):
-    """A real ``mlflow server`` on loopback with its own SQLite store."""
-    port = _free_port()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts")],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.5)
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(30)
-
-
-def test_trials_sharing_stages_train_them_once_through_a_server(tmp_path, tiny_shards, mlflow_server):
-    work = tmp_path / "work"
-    out = run_module(*_sweep_args(work, tiny_shards, "+experiment=sampler_steps", f"tracking.uri={mlflow_server}",
-                                  "eval.sampling_steps=[5,10]", "eval.checkpoints=last", *_TINY_FIRST_STAGE,
-                                  *_TINY_EVAL), timeout=900)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert not (work / "mlflow.db").exists()  # everything went to the server
-    store = TrackingStore(mlflow_server)
-    exp = "sampler_steps"
-    assert len(_runs(store, exp, kind="trial")) == 3  # guidance 1.0, 1.5, 3.0
-    assert len(_runs(store, exp, kind="stage", stage="first_stage")) == 1
-    assert len(_runs(store, exp, kind="stage", stage="ldm")) == 1
-    assert len(_runs(store, exp, kind="stage", stage="eval")) == 3
-    assert len(list(work.glob("stages/first_stage/*/record.json"))) == 1
-    for trial in _runs(store, exp, kind="trial"):
-        assert {"eval/ddim5/fid", "eval/ddim10/fid", "perf/sample_img_per_s/ddim5"} <= set(trial.data.metrics)
-
-
 def test_a_failing_trial_fails_alone(tmp_path, tiny_shards):
     train, test = tiny_shards
     broken = tmp_path / "broken"
