@@ -74,10 +74,12 @@ def test_sigint_while_runs_are_opened_stops_the_sweep_and_marks_its_runs(ray_clu
         share_view(self)
 
     monkeypatch.setattr(runner_module.SweepRunner, "_share_view", interrupted)
+    # Whatever handler the process had before (an earlier test's in-process Ray Train leaves its own).
+    before = signal.getsignal(signal.SIGINT)
     code = _run_plans(monkeypatch, work, tiny_shards, first_stage=stubs.first_stage_ok, ldm=stubs.ldm_ok)
     err = capsys.readouterr().err
     assert code == EXIT_INTERRUPTED and "SIGINT: stopping" in err, err
     statuses = _statuses(work)
     assert len(statuses) == 6 and set(statuses.values()) == {"KILLED"}, statuses  # sweep, 2 trials, 3 stages
     assert (_calls(work, "first_stage"), _calls(work, "ldm")) == (0, 0)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before  # the sweep's handler is gone with it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import pytest
 
 from platform.tracking import PARENT_TAG, TrackingStore
 from tests.conftest import REPO_ROOT, run_module
+from tests.reliability.clusters import descendants
 
 pytestmark = pytest.mark.slow
 
@@ -149,7 +151,14 @@ def test_killed_sweep_resumes_ldm_from_its_checkpoint(tmp_path, tiny_shards):
 
     # SIGKILL: nothing runs in the driver, so its runs stay RUNNING until a rerun looks.
     proc = _start_until_ldm_checkpoint(args, newer_than=len(_ldm_checkpoints(work)))
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local cluster it started
+    # The driver and the local cluster it started, at once: Ray's processes are not all in the
+    # driver's process group, and an LDM worker that outlived its driver by a few seconds
+    # wrote one more checkpoint after killed_at was read (seen on a quiet machine).
+    cluster = descendants(proc.pid)
+    os.killpg(proc.pid, signal.SIGKILL)
+    for pid in cluster:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     proc.communicate(timeout=60)
     killed_at = int(_ldm_checkpoints(work)[-1].name.split("-")[1])
     assert killed_at < 80 and "RUNNING" in _statuses(_store(work)).values()
