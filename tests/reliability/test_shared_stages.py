@@ -20,7 +20,7 @@ import pytest
 
 from platform.tracking import TrackingStore
 from tests.conftest import REPO_ROOT
-from tests.platform.orchestration.test_sweep_e2e import _runs, _sweep_args
+from tests.platform.orchestration.test_sweep_e2e import _TINY_FIRST_STAGE, _runs, _sweep_args
 from tests.reliability.clusters import MlflowServer
 
 pytestmark = pytest.mark.slow
@@ -37,9 +37,11 @@ def server(tmp_path):
 
 def test_two_sweeps_sharing_a_first_stage_and_latent_cache_run_it_once(tmp_path, tiny_shards, server):
     work = tmp_path / "work"
-    common = ["ldm.latent_cache=true", f"tracking.uri={server.url}"]
+    # Stages only as long as the assertions need: what is under test is scheduling and locking.
+    common = ["ldm.latent_cache=true", f"tracking.uri={server.url}", *_TINY_FIRST_STAGE]
     sweep_a = _sweep_args(work, tiny_shards, "+experiment=sampler_steps", "eval.num_workers=2",
-                          "eval.sampling_steps=[5,10]", "eval.checkpoints=last", *common)
+                          "eval.sampling_steps=[5,10]", "eval.checkpoints=last", "eval.num_samples=8",
+                          "eval.batch_size=4", "eval.metrics=[fid]", "eval.uncertainty_repeats=2", *common)
     sweep_b = _sweep_args(work, tiny_shards, "first_stage=kl_f4", "ldm.train.lr=1e-4", "sweep.stages=[first_stage,ldm]",
                           *common)
     started = time.time()
