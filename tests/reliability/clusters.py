@@ -240,3 +240,13 @@ def _parent(pid: int) -> int:
         return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, IndexError, ValueError):
         return -1
+
+
+def sigkill(pids: Sequence[int]) -> None:
+    """SIGKILL each of ``pids``, skipping those already gone (e.g. the ``descendants`` of a
+    process killed a moment before)."""
+    import signal
+
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

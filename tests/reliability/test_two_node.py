@@ -12,10 +12,7 @@ during the outage is in the store afterwards, once.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -26,7 +23,7 @@ import pytest
 from platform.tracking import TrackingStore
 from tests.conftest import REPO_ROOT
 from tests.platform.orchestration.test_sweep_e2e import _runs
-from tests.reliability.clusters import MlflowServer, descendants, private_cluster
+from tests.reliability.clusters import MlflowServer, descendants, private_cluster, sigkill
 
 pytestmark = pytest.mark.slow
 STEPS = 50
@@ -80,9 +77,7 @@ def test_sweep_survives_losing_a_node_and_the_tracking_server_at_once(tmp_path, 
                 # (which would otherwise train on until they notice their raylet is gone).
                 workers = descendants(second.all_processes["raylet"][0].process.pid)
                 cluster.remove_node(second, allow_graceful=False)
-                for pid in workers:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
+                sigkill(workers)
                 time.sleep(max(0.0, down_at + OUTAGE_S - time.time()))
                 server.start()
                 up_at = time.time()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -17,7 +16,7 @@ import pytest
 
 from platform.tracking import PARENT_TAG, TrackingStore
 from tests.conftest import REPO_ROOT, run_module
-from tests.reliability.clusters import descendants
+from tests.reliability.clusters import descendants, sigkill
 
 pytestmark = pytest.mark.slow
 
@@ -156,9 +155,7 @@ def test_killed_sweep_resumes_ldm_from_its_checkpoint(tmp_path, tiny_shards):
     # wrote one more checkpoint after killed_at was read (seen on a quiet machine).
     cluster = descendants(proc.pid)
     os.killpg(proc.pid, signal.SIGKILL)
-    for pid in cluster:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    sigkill(cluster)
     proc.communicate(timeout=60)
     killed_at = int(_ldm_checkpoints(work)[-1].name.split("-")[1])
     assert killed_at < 80 and "RUNNING" in _statuses(_store(work)).values()
