@@ -4,11 +4,18 @@ Images are float (B, 3, H, W) in ``value_range`` (default [-1, 1], the first sta
 range). PSNR and SSIM are per-image (torchmetrics, data range 1 on [0, 1]) and averaged
 over images; LPIPS is the offline VGG module; rFID is the FID between the Inception
 statistics of originals and reconstructions, accumulated over batches.
+
+PSNR, SSIM and LPIPS are means of per-image values, so each carries the interval of a
+mean: ± Z·s/√N with s the per-image standard deviation (``evaluation.uncertainty.
+PER_IMAGE_MEAN``). rFID has no interval here: its half-subsample interval would need every
+image's 2048 features, which the meter does not keep.
 """
 
 from __future__ import annotations
 
 from typing import Optional
+
+import math
 
 import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
@@ -18,6 +25,7 @@ from evaluation.lpips import LPIPS
 from evaluation.lpips import MIN_SIZE as LPIPS_MIN_SIZE
 from evaluation.metrics import frechet_distance
 from evaluation.stats import FeatureStats
+from evaluation.uncertainty import PER_IMAGE_MEAN, Interval
 
 _SSIM_KERNEL = 11  # torchmetrics' default Gaussian window (Wang et al. 2004)
 
@@ -43,7 +51,7 @@ class ReconstructionMeter:
         self.detector = detector
         self.value_range = value_range
         self.n = 0
-        self.sums = {"psnr": 0.0, "ssim": 0.0, "lpips": 0.0}
+        self.values: dict[str, list[float]] = {"psnr": [], "ssim": [], "lpips": []}  # per image
         self.unavailable: dict[str, str] = {}
         self.real_stats = FeatureStats(2048)
         self.recon_stats = FeatureStats(2048)
@@ -56,9 +64,9 @@ class ReconstructionMeter:
         a = ((real.float() - lo) / (hi - lo)).clamp(0, 1)
         b = ((recon.float() - lo) / (hi - lo)).clamp(0, 1)
         batch = real.shape[0]
-        self.sums["psnr"] += peak_signal_noise_ratio(b, a, data_range=1.0, reduction="none", dim=(1, 2, 3)).sum().item()
+        self.values["psnr"] += peak_signal_noise_ratio(b, a, data_range=1.0, reduction="none", dim=(1, 2, 3)).tolist()
         if min(real.shape[-2:]) >= _SSIM_KERNEL:
-            self.sums["ssim"] += structural_similarity_index_measure(b, a, data_range=1.0, reduction="none").sum().item()
+            self.values["ssim"] += structural_similarity_index_measure(b, a, data_range=1.0, reduction="none").tolist()
         else:
             self.unavailable["ssim"] = f"images of {tuple(real.shape[-2:])} px are smaller than SSIM's {_SSIM_KERNEL}-px window"
         if min(real.shape[-2:]) >= LPIPS_MIN_SIZE:
@@ -66,7 +74,7 @@ class ReconstructionMeter:
                 from evaluation.lpips import build_lpips
 
                 self.lpips = build_lpips(device=real.device)
-            self.sums["lpips"] += self.lpips(a * 2 - 1, b * 2 - 1).sum().item()  # LPIPS takes [-1, 1]
+            self.values["lpips"] += self.lpips(a * 2 - 1, b * 2 - 1).flatten().tolist()  # LPIPS takes [-1, 1]
         else:
             self.unavailable["lpips"] = f"images of {tuple(real.shape[-2:])} px are smaller than LPIPS-VGG's {LPIPS_MIN_SIZE}-px minimum"
         if self.detector is not None:
@@ -76,10 +84,17 @@ class ReconstructionMeter:
         self.n += batch
 
     def compute(self) -> dict:
-        """``{"psnr", "ssim", "lpips", "rfid": float or None, "n": N, "unavailable": {name: reason}}``."""
+        """``{"psnr", "ssim", "lpips", "rfid": float or None, "n": N, "unavailable": {name: reason}}``,
+        plus ``<name>_std``, ``<name>_lo``, ``<name>_hi`` (the 95 % interval of the mean) for
+        PSNR, SSIM and LPIPS when N >= 2."""
         if self.n == 0:
             raise ValueError("no batches were added to the reconstruction meter")
-        out: dict = {k: v / self.n for k, v in self.sums.items()}
+        out: dict = {}
+        for name, values in self.values.items():
+            out[name] = math.fsum(values) / len(values) if values else None
+            interval = mean_interval(values)
+            if interval is not None:
+                out.update({f"{name}_std": interval.std, f"{name}_lo": interval.low, f"{name}_hi": interval.high})
         unavailable = dict(self.unavailable)
         for name in unavailable:
             out[name] = None
@@ -94,6 +109,17 @@ class ReconstructionMeter:
         out["n"] = self.n
         out["unavailable"] = unavailable
         return out
+
+
+def mean_interval(values: list[float]) -> Optional[Interval]:
+    """The 95 % interval of the mean of i.i.d. per-image values: mean ± Z·s/√N (s with
+    ddof = 1); None for fewer than 2 values."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean = math.fsum(values) / n
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1) / n)
+    return Interval.around(mean, std, PER_IMAGE_MEAN, n)
 
 
 def reconstruction_metrics(

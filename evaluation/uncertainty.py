@@ -14,6 +14,8 @@ are made (DESIGN.md §6):
 - IS: mean ± std over disjoint splits (torch-fidelity); the interval is for the mean.
 - FID∞ (Chong & Forsyth, CVPR 2020): FID at several sample counts, fitted linearly in
   1/n and read at 1/n = 0; interval from the intercept's least-squares standard error.
+- Reconstruction PSNR, SSIM, LPIPS (``rec/`` prefix): means of per-image values, so the
+  interval of a mean, ± Z·s/√N.
 
 Intervals are ``value ± Z·std`` (about 95 %). Two results differ significantly when
 their intervals do not overlap (conservative: non-overlap of two 95 % intervals).
@@ -41,8 +43,10 @@ HALF_SUBSAMPLE = "half-subsample"  # delete-d jackknife, d = N/2, without replac
 KID_SUBSETS = "kid-subsets"
 IS_SPLITS = "is-splits"
 FID_INF_FIT = "fid-inf-fit"  # least-squares intercept in 1/n
+PER_IMAGE_MEAN = "per-image-mean"  # standard error of a mean of per-image values
 METHODS = {"fid": HALF_SUBSAMPLE, "precision": HALF_SUBSAMPLE, "recall": HALF_SUBSAMPLE,
-           "kid": KID_SUBSETS, "is": IS_SPLITS, "fid_inf": FID_INF_FIT}
+           "kid": KID_SUBSETS, "is": IS_SPLITS, "fid_inf": FID_INF_FIT,
+           "psnr": PER_IMAGE_MEAN, "ssim": PER_IMAGE_MEAN, "lpips": PER_IMAGE_MEAN}
 # Metrics whose value does not depend on N (so results at different N may be compared).
 N_INDEPENDENT = frozenset({"fid_inf"})
 
@@ -173,8 +177,9 @@ def metric_from_mlflow(metrics: Mapping[str, float], name: str, prefix: str = "e
     parts = [metrics.get(f"{prefix}{name}_{s}") for s in ("lo", "hi", "std")]
     if all(p is not None for p in parts):
         method = METHODS.get(name, "unknown")
-        repeats = int(metrics.get(f"{prefix}repeats", 0)) if method == HALF_SUBSAMPLE else 0
-        interval = Interval(parts[0], parts[1], parts[2], method, repeats)
+        repeats = {HALF_SUBSAMPLE: metrics.get(f"{prefix}repeats", 0),
+                   PER_IMAGE_MEAN: metrics.get(f"{prefix}n", 0)}.get(method, 0)
+        interval = Interval(parts[0], parts[1], parts[2], method, int(repeats))
     n, n_ref = metrics.get(f"{prefix}n"), metrics.get(f"{prefix}n_ref")
     return LoggedMetric(name, float(value), None if n is None else int(n),
                         None if n_ref is None or name == "is" else int(n_ref), interval)

@@ -24,13 +24,13 @@ matplotlib.use("Agg")  # files only; no display on cluster nodes
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
-from evaluation.comparison import COMPARED, format_value, significance_notes  # noqa: E402
-from evaluation.uncertainty import metric_from_mlflow  # noqa: E402
+from evaluation.comparison import format_value, logged_metric, reconstruction_notes, significance_notes  # noqa: E402
+from evaluation.uncertainty import METHODS  # noqa: E402
 from platform.orchestration.plan import format_table  # noqa: E402
 from platform.tracking import STALE_TAG, TrackingStore  # noqa: E402
 
 _PER_STEPS = re.compile(r"^eval/(ddim|ddpm)(\d+)/fid$")
-TABLE_METRICS = ["rec/psnr", "rec/rfid", "eval/fid", "eval/fid_inf", "eval/kid", "eval/precision", "eval/recall",
+TABLE_METRICS = ["rec/psnr", "rec/ssim", "rec/rfid", "eval/fid", "eval/fid_inf", "eval/kid", "eval/precision", "eval/recall",
                  "eval/is", "eval/n", "eval/n_ref", "perf/train_img_per_s", "perf/sample_img_per_s"]
 
 
@@ -113,7 +113,7 @@ def _save(fig: Any, ax: Any, path: Path, drawn: bool) -> bool:
 def write_tables(runs: Sequence[Any], out_dir: Path) -> tuple[Path, Path]:
     """``comparison.csv`` (values and interval bounds) and ``comparison.md`` (value ±
     half-width, then which differences from the best trial are significant)."""
-    bounded = [m for m in TABLE_METRICS if m.startswith("eval/") and m[len("eval/"):] in COMPARED]
+    bounded = [m for m in TABLE_METRICS if m.rpartition("/")[2] in METHODS]  # metrics logged with an interval
     header = ["trial", "f", "regulariser", *TABLE_METRICS, *(f"{m}_{b}" for m in bounded for b in ("lo", "hi"))]
     rows = [[_label(run), run.data.params.get("first_stage.f"), run.data.params.get("first_stage.regularizer"),
              *(run.data.metrics.get(m, "") for m in TABLE_METRICS),
@@ -124,6 +124,8 @@ def write_tables(runs: Sequence[Any], out_dir: Path) -> tuple[Path, Path]:
     shown = [[_label(run), run.data.params.get("first_stage.f"), run.data.params.get("first_stage.regularizer"),
               *(_cell(run.data.metrics, m) for m in TABLE_METRICS)] for run in runs]
     notes = significance_notes([(_label(run), run.data.metrics) for run in runs])
+    notes += reconstruction_notes([(run.data.params.get("first_stage.f", 1), run.data.params.get("first_stage.regularizer"),
+                                    run.data.metrics) for run in runs])
     text = format_table(header[:3 + len(TABLE_METRICS)], shown) + "\n"
     if notes:
         text += "\n± = half-width of the 95 % interval; significant = intervals do not overlap\n"
@@ -133,9 +135,9 @@ def write_tables(runs: Sequence[Any], out_dir: Path) -> tuple[Path, Path]:
 
 
 def _cell(metrics: dict[str, float], key: str) -> str:
-    name = key[len("eval/"):] if key.startswith("eval/") else None
-    if name in COMPARED:
-        return format_value(metric_from_mlflow(metrics, name))
+    metric = logged_metric(metrics, key)
+    if metric is not None:
+        return format_value(metric)
     value = metrics.get(key, "")
     return f"{value:.4g}" if isinstance(value, float) else value
 

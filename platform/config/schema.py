@@ -159,6 +159,9 @@ class FirstStageConfig:
     disc_start: int = MISSING
     disc_layers: int = 3
     disc_channels: int = 64
+    # rFID after training: 2·N Inception passes (eval.num_samples), on a CPU more than a
+    # small first stage's whole training; PSNR / SSIM / LPIPS are always computed.
+    rfid: bool = True
     train: TrainConfig = field(default_factory=TrainConfig)
 
 

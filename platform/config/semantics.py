@@ -73,6 +73,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "first_stage.disc_start": (FIRST_STAGE,),
     "first_stage.disc_layers": (FIRST_STAGE,),
     "first_stage.disc_channels": (FIRST_STAGE,),
+    "first_stage.rfid": (FIRST_STAGE,),  # which reconstruction metrics its result holds
     **_train_fields(FIRST_STAGE),
     # LDM (paper §3.2-3.3, Tab. 13)
     "ldm.unet.channels": (LDM,),

@@ -51,6 +51,7 @@ class FirstStageResult:
     step: int
     scale_factor: float
     metrics: dict[str, float] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)  # reconstruction metric -> why not computed
 
 
 class _Trainee(nn.Module):
@@ -264,12 +265,15 @@ def first_stage_loop(config: dict[str, Any]) -> None:
         ckpt = latest_checkpoint(run_dir / CHECKPOINTS)
         _, meta, _ = load_checkpoint(ckpt)
         model.eval()
-        metrics, missing, grid = evaluate_reconstruction(model, cfg, device, lpips=loss_fn.perceptual)
+        metrics, missing, grid = evaluate_reconstruction(model, cfg, device, lpips=loss_fn.perceptual,
+                                                         rfid=cfg.first_stage.rfid)
+        if not cfg.first_stage.rfid:
+            missing["rfid"] = "first_stage.rfid is false (rFID costs 2·N Inception passes)"
         reporter.metrics({f"rec/{name}": value for name, value in metrics.items()}, step)
         for name, why in missing.items():
             print(f"[first_stage] rec/{name} not computed: {why}", flush=True)
         reporter.image(grid, f"reconstructions/step_{step:08d}.png")
-        result = FirstStageResult(ckpt, step, float(meta["scale_factor"]), metrics)
+        result = FirstStageResult(ckpt, step, float(meta["scale_factor"]), metrics, missing)
         tmp = run_dir / f".{RESULT_FILE}.tmp"
         # The checkpoint relative to the run: the stage directory can move.
         tmp.write_text(json.dumps({**asdict(result), "checkpoint": os.path.relpath(ckpt, run_dir)}))
@@ -283,7 +287,8 @@ def read_result(run_dir: Path) -> FirstStageResult | None:
     if not path.is_file():
         return None
     doc = json.loads(path.read_text())
-    return FirstStageResult(Path(run_dir) / doc["checkpoint"], doc["step"], doc["scale_factor"], doc["metrics"])
+    return FirstStageResult(Path(run_dir) / doc["checkpoint"], doc["step"], doc["scale_factor"], doc["metrics"],
+                            doc.get("unavailable", {}))
 
 
 def train_first_stage(

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from evaluation.comparison import COMPARED, format_value, significance_notes
-from evaluation.uncertainty import metric_from_mlflow
+from evaluation.comparison import format_value, logged_metric, reconstruction_notes, significance_notes
 from platform.orchestration.display import duration
 from platform.orchestration.plan import format_table
 
@@ -20,7 +19,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 SUMMARY_COLUMNS = [
-    ("PSNR", "rec/psnr"), ("rFID", "rec/rfid"), ("FID", "eval/fid"), ("FID∞", "eval/fid_inf"), ("KID", "eval/kid"),
+    ("PSNR", "rec/psnr"), ("SSIM", "rec/ssim"), ("rFID", "rec/rfid"), ("FID", "eval/fid"), ("FID∞", "eval/fid_inf"), ("KID", "eval/kid"),
     ("P", "eval/precision"), ("R", "eval/recall"), ("IS", "eval/is"), ("N", "eval/n"), ("N_ref", "eval/n_ref"),
     ("train img/s", "perf/train_img_per_s"), ("sample img/s", "perf/sample_img_per_s"),
 ]
@@ -28,10 +27,8 @@ SUMMARY_COLUMNS = [
 
 def _metric_cell(summary: dict[str, Any], key: str) -> str:
     """``value ±half-width`` for metrics with an interval (``evaluation.uncertainty``)."""
-    name = key.split("/", 1)[1]
-    if key.startswith("eval/") and name in COMPARED:
-        return format_value(metric_from_mlflow(summary, name))
-    return _fmt(summary.get(key))
+    metric = logged_metric(summary, key)
+    return format_value(metric) if metric is not None else _fmt(summary.get(key))
 
 
 def format_summary(trials: Sequence[Any], work_dir: Path, *, first_complete: Optional[tuple[int, float]] = None,
@@ -70,6 +67,8 @@ def format_summary(trials: Sequence[Any], work_dir: Path, *, first_complete: Opt
             log = Path(work_dir) / "stages" / trial.failed_stage / trial.keys[trial.failed_stage] / "stage.log"
             notes.append(f"trial {trial.plan.index} failed in {trial.failed_stage}: {trial.error}\n    log: {log}")
     significance = significance_notes(compared)
+    significance += reconstruction_notes([(t.cfg["first_stage"]["f"], t.cfg["first_stage"]["regularizer"], summary)
+                                          for t, (_, summary) in zip(trials, compared)])
     if significance:
         notes = ["± = half-width of the 95 % interval; significant = intervals do not overlap",
                  *significance, *notes]

@@ -79,7 +79,7 @@ _CHANGES = {
     "eval.metrics": "[fid]", "eval.num_samples": "16", "eval.reference_split": "eval", "eval.sampler": "ddpm",
     "eval.sampling_steps": "[20]", "eval.checkpoints": "last", "eval.eta": "0.5", "eval.guidance_scale": "2.0",
     "eval.kid_subset_size": "8", "eval.kid_subsets": "10", "eval.pr_k": "5", "eval.seed": "1", "seed": "3",
-    "eval.reference_seed": "5", "eval.uncertainty_repeats": "4", "first_stage.learn_logvar": "true",
+    "eval.reference_seed": "5", "eval.uncertainty_repeats": "4", "first_stage.learn_logvar": "true", "first_stage.rfid": "false",
     "ldm.sample_every": "5", "eval.batch_size": "5", "eval.num_workers": "3", "eval.gpus_per_worker": "0.5",
     "eval.inception_weights": "/some/weights.pth", "data.name": "other", "first_stage.name": "renamed",
     "scale.description": "x", "experiment.name": "x", "experiment.description": "x",
