@@ -20,6 +20,18 @@ def test_identity_noise_and_psnr_reference(lpips_model):
     assert m["psnr"] == pytest.approx(per_image.mean().item(), rel=1e-6)
     assert 0 < m["ssim"] < 1 and m["lpips"] > 0
     assert m["rfid"] is None and "not requested" in m["unavailable"]["rfid"]
+    # Each mean carries the 95 % interval of a mean of per-image values: ± 1.96 s / sqrt(N).
+    half = 1.96 * per_image.std(unbiased=True).item() / len(per_image) ** 0.5
+    assert m["psnr_std"] == pytest.approx(half / 1.96, rel=1e-5)
+    assert (m["psnr_lo"], m["psnr_hi"]) == pytest.approx((m["psnr"] - half, m["psnr"] + half), rel=1e-5)
+    assert m["ssim_lo"] < m["ssim"] < m["ssim_hi"] and m["lpips_lo"] < m["lpips"] < m["lpips_hi"]
+    assert "rfid_lo" not in m  # no interval without per-image features: none is made up
+
+
+def test_one_image_has_no_interval(lpips_model):
+    x = digit_images((5,), 1).float() / 127.5 - 1
+    m = reconstruction_metrics(x, x.clone(), lpips=lpips_model)
+    assert m["n"] == 1 and m["psnr"] is not None and "psnr_lo" not in m and "psnr_std" not in m
 
 
 @pytest.mark.slow  # 8 images through Inception (fast idle, ~40 s on a loaded 2-core box)

@@ -12,7 +12,7 @@ import torch
 from platform.checkpoint import list_checkpoints, load_checkpoint
 from platform.first_stage.evaluate import evaluate_reconstruction
 from platform.first_stage.load import load_first_stage
-from platform.first_stage.train import latent_scale_factor, make_train_loader, train_first_stage
+from platform.first_stage.train import latent_scale_factor, make_train_loader, read_result, train_first_stage
 from platform.reporting import LocalReporter
 from tests.conftest import REPO_ROOT
 from tests.platform.first_stage.conftest import toy_config
@@ -20,6 +20,15 @@ from tests.platform.first_stage.conftest import toy_config
 
 def _history(reporter, key):
     return [(step, values[key]) for step, values in reporter.history if key in values]
+
+
+def test_rfid_off_is_reported_unavailable_with_its_key(toy_overrides, run_dir):
+    cfg = toy_config(toy_overrides, "first_stage.train.steps=1", "first_stage.train.ckpt_every=1",
+                     "first_stage.rfid=false", "eval.num_samples=4", "eval.batch_size=4")
+    result = train_first_stage(cfg, run_dir, LocalReporter(run_dir / "report", quiet=True))
+    assert "rfid" not in result.metrics and "first_stage.rfid is false" in result.unavailable["rfid"]
+    assert result.metrics["n"] == 4 and result.metrics["psnr_lo"] < result.metrics["psnr"]
+    assert read_result(run_dir) == result  # what the sweep's record is made from
 
 
 @pytest.mark.slow
@@ -35,7 +44,7 @@ def test_smoke_run_learns_checkpoints_and_reloads_identically(toy_overrides, run
     assert _history(reporter, "train/d_weight")[-1][1] > 0
     assert [p.name for p in list_checkpoints(run_dir / "checkpoints")] == ["step-00000005", "step-00000010"]
     assert result.step == 10 and result.checkpoint.name == "step-00000010"
-    assert {"psnr", "ssim", "lpips", "rfid"} <= set(result.metrics)
+    assert {"psnr", "ssim", "lpips", "rfid", "psnr_lo", "psnr_hi"} <= set(result.metrics) and not result.unavailable
     assert (run_dir / "report" / "artifacts" / "reconstructions" / "step_00000010.png").is_file()
 
     # Self-describing: the checkpoint alone rebuilds the model, which reproduces the
