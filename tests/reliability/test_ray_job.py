@@ -17,7 +17,7 @@ import pytest
 
 from platform.tracking import TrackingStore
 from tests.conftest import REPO_ROOT
-from tests.platform.orchestration.test_sweep_e2e import _ldm_checkpoints, _runs
+from tests.platform.orchestration.test_sweep_e2e import _TINY_FIRST_STAGE, _ldm_checkpoints, _runs
 from tests.reliability.clusters import ray_start_head, ray_train_workers
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,7 @@ def test_ray_job_sweep_survives_a_killed_ray_train_worker(tmp_path, tiny_shards)
         # As the README says: the entrypoint names the project's interpreter; paths are absolute.
         entrypoint = [sys.executable, "-m", "platform.sweep", "scale=smoke", "first_stage=kl_f4",
                       "sweep.stages=[first_stage,ldm]", "ldm.train.num_workers=2", f"ldm.train.steps={STEPS}",
-                      "ldm.train.log_every=1", "ldm.train.ckpt_every=10", f"paths.work_dir={work}",
+                      "ldm.train.log_every=1", "ldm.train.ckpt_every=10", *_TINY_FIRST_STAGE, f"paths.work_dir={work}",
                       f"tracking.uri={store_uri}", f"data.train_shards={train}", f"data.eval_shards={test}"]
         ray_cli = str(Path(sys.executable).parent / "ray")
 

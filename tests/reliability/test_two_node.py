@@ -22,7 +22,7 @@ import pytest
 
 from platform.tracking import TrackingStore
 from tests.conftest import REPO_ROOT
-from tests.platform.orchestration.test_sweep_e2e import _runs
+from tests.platform.orchestration.test_sweep_e2e import _TINY_FIRST_STAGE, _runs
 from tests.reliability.clusters import MlflowServer, descendants, private_cluster, sigkill
 
 pytestmark = pytest.mark.slow
@@ -58,7 +58,7 @@ def test_sweep_survives_losing_a_node_and_the_tracking_server_at_once(tmp_path, 
             # Two trials sharing one first stage; evaluation left out (not under test here).
             args = ["platform.sweep", "scale=smoke", "first_stage=kl_f4", "sweep.stages=[first_stage,ldm]",
                     "ldm.train.lr=1e-4,2e-4", f"ldm.train.steps={STEPS}", "ldm.train.log_every=1",
-                    "ldm.train.ckpt_every=10", f"paths.work_dir={work}", f"tracking.uri={server.url}",
+                    "ldm.train.ckpt_every=10", *_TINY_FIRST_STAGE, f"paths.work_dir={work}", f"tracking.uri={server.url}",
                     f"data.train_shards={train}", f"data.eval_shards={test}", f"cluster.address={cluster.address}"]
             proc = subprocess.Popen([sys.executable, "-m", *args], cwd=REPO_ROOT, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)

@@ -27,9 +27,9 @@ def _sweep_args(work: Path, shards: tuple[Path, Path], *extra: str) -> list[str]
             f"data.eval_shards={test}", "cluster.num_cpus=2", *extra]
 
 
-# Stages as short as the assertions allow (timings, not behaviour): two first-stage steps,
-# N = 8 with one metric. Tests that check what is trained or measured say more.
-_TINY_FIRST_STAGE = ["first_stage.train.steps=2", "first_stage.train.ckpt_every=2"]
+# Stages as short as the assertions allow (timings, not behaviour): two first-stage steps
+# without rFID, N = 8 with one metric. Tests that check what is trained or measured say more.
+_TINY_FIRST_STAGE = ["first_stage.train.steps=2", "first_stage.train.ckpt_every=2", "first_stage.rfid=false"]
 _TINY_EVAL = ["eval.num_samples=8", "eval.batch_size=8", "eval.metrics=[fid]", "eval.uncertainty_repeats=2"]
 
 

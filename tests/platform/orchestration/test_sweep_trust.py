@@ -36,7 +36,7 @@ _GIT = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME":
 # One trial with a first stage (f = 4); the smallest run that still has every stage.
 _TINY = ["+experiment=downsample_factor", "scale=smoke", "first_stage=kl_f4", "first_stage.train.steps=2",
          "first_stage.train.ckpt_every=2", "ldm.train.steps=2", "ldm.train.ckpt_every=2", "eval.num_samples=8",
-         "eval.batch_size=8", "eval.metrics=[fid]", "eval.sampling_steps=[2]", "eval.uncertainty_repeats=2",
+         "eval.batch_size=8", "eval.metrics=[fid]", "eval.sampling_steps=[2]", "eval.uncertainty_repeats=2", "first_stage.rfid=false",
          "cluster.num_cpus=2"]
 LDM_LOSS = ("platform/ldm/diffusion.py", "    x_t = q_sample(scheduler, x0, noise, t)",
             "    x_t = q_sample(scheduler, x0, noise, t) * 1.0")
