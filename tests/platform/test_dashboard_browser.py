@@ -36,8 +36,8 @@ def _args(work: Path, shards: tuple[Path, Path]) -> list[str]:
     train, test = shards
     return ["platform.sweep", "scale=smoke", "first_stage=identity", "ldm.train.lr=1e-4,2e-4",
             f"paths.work_dir={work}", f"data.train_shards={train}", f"data.eval_shards={test}",
-            "cluster.num_cpus=2", "ldm.train.steps=10", "ldm.train.ckpt_every=5", "eval.num_samples=8", "eval.batch_size=8",
-            "eval.kid_subset_size=4"]
+            "cluster.num_cpus=2", "ldm.train.steps=10", "ldm.train.ckpt_every=5", "eval.num_samples=16",
+            "eval.kid_subset_size=8"]
 
 
 @pytest.fixture(scope="module")
