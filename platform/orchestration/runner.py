@@ -29,6 +29,7 @@ from platform.config.semantics import FIELDS, OPERATIONAL
 from platform.dashboard import DEFAULT_DASHBOARD, runs_view_url
 from platform.orchestration.keys import TrialKeys, digest, trial_keys
 from platform.orchestration.naming import swept_keys
+from platform.orchestration.order import ldm_work, submission_order
 from platform.orchestration.ownership import LEASE_TAG, DriverLease, close_orphaned_runs, has_record
 from platform.orchestration.plan import TrialPlan
 from platform.orchestration.progress import RemoteProgressBoard
@@ -366,20 +367,26 @@ class SweepRunner:
     def submit(self, owners: dict[str, tuple[str, Trial]]) -> dict[int, Any]:
         """One task per unique key; returns trial index -> ref of its last stage.
 
-        Depth-first: trial i's first new stage waits (a Ray dependency, :func:`gate`) until
-        trial i - W has finished, W = ``sweep.max_concurrent_trials`` or else the cluster's
-        CPUs, so at most W trials are in progress and a trial's downstream stages never
-        queue behind other trials' upstream work. Each trial runs its stages in order, so
-        W trials keep W slots busy.
+        Depth-first: the p-th trial to start waits (a Ray dependency, :func:`gate`) until
+        p - W + 1 of the trials started before it have finished, W = ``sweep.
+        max_concurrent_trials`` or else the cluster's CPUs, so at most W trials are in
+        progress, a freed slot takes the next trial whichever trial freed it, and a trial's
+        downstream stages never queue behind other trials' upstream work. Each trial runs
+        its stages in order, so W trials keep W slots busy. They start in :func:`platform.orchestration.
+        order.submission_order`: the W - 1 costliest first, then the rest cheapest first.
         """
         refs: dict[str, Any] = {}
         finals: dict[int, Any] = {}
         driver_node = ray.get_runtime_context().get_node_id()
         window = (self.trials[0].cfg["sweep"]["max_concurrent_trials"]
                   or max(1, int(ray.cluster_resources().get("CPU", 1))))
-        for position, trial in enumerate(self.trials):
-            before = self.trials[position - window].plan.index if position >= window else None
-            after = gate(finals[before]) if before is not None else None
+        costs = [ldm_work(trial.cfg, [stage for stage in trial.plan.stages  # what it computes itself
+                                      if owners[trial.keys[stage]][1] is trial and self.decisions[trial.keys[stage]].run])
+                 for trial in self.trials]
+        ordered = [self.trials[i] for i in submission_order(costs, window)]
+        for position, trial in enumerate(ordered):
+            started = [finals[earlier.plan.index] for earlier in ordered[:position]]
+            after = gate(started, position - window + 1) if position >= window else None
             upstream: list[Any] = []
             for stage in trial.plan.stages:
                 key = trial.keys[stage]

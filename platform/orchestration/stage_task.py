@@ -16,7 +16,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, TextIO
+from typing import Any, Iterator, Optional, Sequence, TextIO
 
 import ray
 from omegaconf import OmegaConf
@@ -129,16 +129,23 @@ remote_execute_stage = ray.remote(execute_stage)
 
 
 @ray.remote(num_cpus=0)
-def _settled(refs: list) -> None:
-    ray.wait(refs, num_returns=len(refs))  # done or failed: a failed trial must not block others
+def _settled(refs: list, count: int) -> None:
+    ray.wait(refs, num_returns=count)  # done or failed: a failed trial must not block others
 
 
-def gate(ref: Any) -> Any:
-    """A ref that resolves (to None) when ``ref``'s task has finished, successfully or not.
+def gate(refs: Sequence[Any], count: Optional[int] = None) -> Any:
+    """A ref that resolves (to None) once ``count`` (default: all) of ``refs``' tasks have
+    finished, successfully or not.
 
-    ``ref`` travels inside a list so Ray does not resolve it (and re-raise its error) here.
+    ``refs`` travel inside a list so Ray does not resolve them (and re-raise an error) here.
+
+    Raises:
+        ValueError: ``count`` is not between 1 and ``len(refs)``.
     """
-    return _settled.remote([ref])
+    count = len(refs) if count is None else count
+    if not 1 <= count <= len(refs):
+        raise ValueError(f"count must be between 1 and {len(refs)}, got {count}")
+    return _settled.remote(list(refs), count)
 
 
 def describe_failure(error: BaseException, stage: str = "") -> str:
