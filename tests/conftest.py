@@ -33,6 +33,10 @@ def pytest_configure(config) -> None:
         os.environ[name] = str(root / name.lower())
     os.environ.update(_OFFLINE_VARIABLES)
 
+    from platform.config.compose import remember_compositions
+
+    remember_compositions()  # the suite composes the same configs hundreds of times
+
 
 @pytest.fixture(scope="session")
 def cache_root(pytestconfig) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import os
 import sys
 from typing import Callable, Optional, Sequence
 
@@ -14,12 +16,36 @@ from omegaconf import DictConfig, OmegaConf
 from platform.config.store import CONF_DIR, register_configs
 
 
+# Composed configs by (overrides, with_hydra, cwd) once ``remember_compositions`` is called;
+# None: every call composes.
+_remembered: Optional[dict[tuple, DictConfig]] = None
+
+
+def remember_compositions() -> None:
+    """Memoise :func:`compose_config` for the rest of this process; each call still returns
+    its own copy.
+
+    For the test suite, which composes the same few hundred configs over and over: Hydra
+    reads and merges every config file again on each call (~0.2 s, also inside one
+    initialisation). Not for long-lived processes, which would miss edits to ``conf/``.
+    """
+    global _remembered
+    if _remembered is None:
+        _remembered = {}
+
+
 def compose_config(overrides: Sequence[str] = (), *, with_hydra: bool = False) -> DictConfig:
     """The config ``python -m platform.sweep`` would build from ``overrides`` (no sweep)."""
+    key = (tuple(overrides), with_hydra, os.getcwd())  # the Hydra config holds the cwd
+    if _remembered is not None and key in _remembered:
+        return copy.deepcopy(_remembered[key])  # ~0.01 s
     register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=list(overrides), return_hydra_config=with_hydra)
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=with_hydra)
+    if _remembered is not None:
+        _remembered[key] = copy.deepcopy(cfg)  # the caller may change its copy
+    return cfg
 
 
 def expand_sweep(overrides: Sequence[str] = ()) -> list[list[str]]:

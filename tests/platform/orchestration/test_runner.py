@@ -25,7 +25,8 @@ def _plans(work: Path, shards: tuple[Path, Path], *axes: str):
     train, test = shards
     overrides = expand_sweep(["scale=smoke", f"paths.work_dir={work}", f"data.train_shards={train}",
                               f"data.eval_shards={test}", "sweep.stages=[first_stage,ldm]",
-                              f"tracking.experiment_name={EXPERIMENT}", *axes, "ldm.train.lr=1e-4,2e-4"])
+                              f"tracking.experiment_name={EXPERIMENT}", "sweep.max_concurrent_trials=4", *axes,
+                              "ldm.train.lr=1e-4,2e-4"])
     return plan_trials([compose_config(o) for o in overrides], overrides)
 
 
