@@ -114,9 +114,10 @@ def test_load_ldm_returns_the_trained_ema_or_raw_weights(tiny_shards, first_stag
     expected_ema = parts.ema.copy_to(copy.deepcopy(parts.model))
     with_ema, _ = load_ldm(ckpt, use_ema=True)
     raw, _ = load_ldm(ckpt, use_ema=False)
+    loaded_ema, loaded_raw = dict(with_ema.model.named_parameters()), dict(raw.model.named_parameters())
+    trained = dict(parts.model.named_parameters())
     for name, value in expected_ema.named_parameters():
-        assert torch.equal(dict(with_ema.model.named_parameters())[name], value), name
-        assert torch.equal(dict(raw.model.named_parameters())[name], dict(parts.model.named_parameters())[name])
-    differs = [n for n, p in with_ema.model.named_parameters()
-               if not torch.equal(p, dict(raw.model.named_parameters())[n])]
+        assert torch.equal(loaded_ema[name], value), name
+        assert torch.equal(loaded_raw[name], trained[name])
+    differs = [n for n, p in loaded_ema.items() if not torch.equal(p, loaded_raw[n])]
     assert differs  # after 3 steps at decay 0.9 the average is not the model

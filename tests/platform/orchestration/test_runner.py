@@ -21,7 +21,8 @@ EXPERIMENT = "stubbed"
 
 def _plans(work: Path, shards: tuple[Path, Path], *axes: str):
     """Trials over one shared first stage (two LDM learning rates), plus any other ``axes``;
-    no evaluation stage."""
+    no evaluation stage. All trials start at once: the depth-first gate (tested in
+    test_depth_first.py) would add a Ray worker process per gated trial to every run."""
     train, test = shards
     overrides = expand_sweep(["scale=smoke", f"paths.work_dir={work}", f"data.train_shards={train}",
                               f"data.eval_shards={test}", "sweep.stages=[first_stage,ldm]",
