@@ -1,6 +1,7 @@
 """The order in which a sweep starts its trials: first numbers early, no longer makespan.
 
-With W trial slots (``SweepRunner.submit``: trial p waits for trial p - W), the W - 1
+With W trial slots (``SweepRunner.submit``: the p-th trial waits for any p - W + 1 of those
+started before it), the W - 1
 costliest trials start at once, since the longest one bounds the sweep's wall time
 (longest-processing-time first, Graham 1969), and the rest start cheapest first, so
 the first complete trial arrives as early as it can (shortest-job first). With one slot
@@ -11,7 +12,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from omegaconf import OmegaConf
+
 from platform.config.schema import Stage
+from platform.config.validate import latent_shape
 
 
 def ldm_work(cfg: Mapping[str, Any], stages: Sequence[str]) -> float:
@@ -20,9 +24,9 @@ def ldm_work(cfg: Mapping[str, Any], stages: Sequence[str]) -> float:
     0 when the trial trains no LDM (its LDM is finished, or shared with an earlier trial)."""
     if Stage.ldm.value not in stages:
         return 0.0
-    fs, train = cfg["first_stage"], cfg["ldm"]["train"]
-    side = cfg["data"]["resolution"] // fs["f"]
-    return float(train["steps"] * train["batch_size"] * fs["latent_channels"] * side * side)
+    channels, height, width = latent_shape(OmegaConf.create(dict(cfg)))
+    train = cfg["ldm"]["train"]
+    return float(train["steps"] * train["batch_size"] * channels * height * width)
 
 
 def submission_order(costs: Sequence[float], window: int) -> list[int]:

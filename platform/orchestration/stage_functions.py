@@ -21,15 +21,15 @@ from platform.reporting import Reporter
 
 StageFunction = Callable[[DictConfig, Path, Reporter, list], dict]
 _REC_METRICS = ("psnr", "ssim", "lpips", "rfid")  # first-stage results shown as rec/*
-_REC_SUFFIXES = ("", "_std", "_lo", "_hi")  # the value and its interval (evaluation.reconstruction)
+# Each with its interval (evaluation.reconstruction), and N.
+_REC_SHOWN = {f"{name}{suffix}" for name in _REC_METRICS for suffix in ("", "_std", "_lo", "_hi")} | {"n"}
 
 
 def first_stage(cfg: DictConfig, directory: Path, reporter: Reporter, upstream: list) -> dict[str, Any]:
     from platform.first_stage.train import train_first_stage
 
     result = train_first_stage(cfg, directory, reporter)
-    shown = {f"{name}{suffix}" for name in _REC_METRICS for suffix in _REC_SUFFIXES} | {"n"}
-    summary = {f"rec/{name}": value for name, value in result.metrics.items() if name in shown}
+    summary = {f"rec/{name}": value for name, value in result.metrics.items() if name in _REC_SHOWN}
     return {
         "checkpoint": str(result.checkpoint),
         "step": result.step,

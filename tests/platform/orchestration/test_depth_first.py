@@ -5,27 +5,29 @@ from __future__ import annotations
 import time
 
 import pytest
+import ray
 
 from platform.orchestration.stage_task import gate
 
 
+@ray.remote(num_cpus=0)
+def _trial(seconds: float, fail: bool = False) -> float:
+    time.sleep(seconds)
+    if fail:
+        raise RuntimeError("trial failed")
+    return time.time()
+
+
+@ray.remote(num_cpus=0)
+def _downstream(after=None) -> float:
+    return time.time()
+
+
 def test_gate_starts_work_after_a_task_settles_even_when_it_failed(ray_cluster):
     ray = ray_cluster
-
-    @ray.remote(num_cpus=0)
-    def upstream(fail: bool) -> float:
-        time.sleep(1.0)
-        if fail:
-            raise RuntimeError("trial failed")
-        return time.time()
-
-    @ray.remote(num_cpus=0)
-    def downstream(after=None) -> float:
-        return time.time()
-
     for fail in (False, True):
-        first = upstream.remote(fail)
-        started = ray.get(downstream.remote(after=gate([first])), timeout=120)
+        first = _trial.remote(1.0, fail)
+        started = ray.get(_downstream.remote(after=gate([first])), timeout=120)
         ready, _ = ray.wait([first], timeout=0)
         assert ready  # the gated task ran only once the upstream had finished
         if not fail:
@@ -36,20 +38,8 @@ def test_a_freed_slot_starts_the_next_trial_whichever_trial_freed_it(ray_cluster
     """gate(refs, count): the next trial waits for any ``count`` of the running ones, not a
     fixed one (a long LDM-1 must not hold back the slot a short trial frees)."""
     ray = ray_cluster
-
-    @ray.remote(num_cpus=0)
-    def trial(seconds: float, fail: bool = False) -> float:
-        time.sleep(seconds)
-        if fail:
-            raise RuntimeError("trial failed")
-        return time.time()
-
-    @ray.remote(num_cpus=0)
-    def downstream(after=None) -> float:
-        return time.time()
-
-    long, short = trial.remote(30.0), trial.remote(0.5, fail=True)
-    started = ray.get(downstream.remote(after=gate([long, short], 1)), timeout=120)
+    long, short = _trial.remote(30.0), _trial.remote(0.5, fail=True)
+    started = ray.get(_downstream.remote(after=gate([long, short], 1)), timeout=120)
     ready, _ = ray.wait([long], timeout=0)
     assert not ready  # started while the long trial still ran, after the short one failed
     ray.cancel(long, force=True)
