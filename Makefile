@@ -25,8 +25,11 @@ demo: setup data  ## run the default sweep: +experiment=downsample_factor at sca
 dashboard: setup  ## MLflow UI on the demo's runs (ARGS="+experiment=NAME --port N" to choose)
 	$(PY) -m platform.dashboard $(or $(ARGS),+experiment=downsample_factor)
 
+# Most end-to-end tests run one stage chain at a time (one core of two) or wait on servers
+# and clusters starting: two pytest workers, each taking whole files (module fixtures and
+# test_sweep_trust's ordered steps stay in one process), keep both cores busy.
 test: setup  ## run the test suite
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 test-fast: setup  ## the suite without slow end-to-end tests
 	$(PY) -m pytest -m "not slow"

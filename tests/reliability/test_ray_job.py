@@ -65,12 +65,11 @@ def test_ray_job_sweep_survives_a_killed_ray_train_worker(tmp_path, tiny_shards)
         assert _ldm_checkpoints(work) and len(workers) == 2, (workers, ray_job("logs", "sweep-1").stdout[-4000:])
         killed_at, checkpoint_at_kill = time.time(), int(_ldm_checkpoints(work)[-1].name.split("-")[1])
         os.kill(workers[-1], signal.SIGKILL)  # a lost worker: a preempted GPU, a crashed process
-        deadline = time.time() + 900
-        while not finished() and time.time() < deadline:
-            time.sleep(15)  # each `ray job status` costs seconds of CPU
+        # `logs --follow` returns when the job ends: no polling (each `ray job status` costs seconds of CPU).
+        followed = ray_job("logs", "--follow", "sweep-1", timeout=900)
         recovered_s = time.time() - killed_at
         final = status()
-        output = ray_job("logs", "sweep-1").stdout
+        output = followed.stdout
         # Ray Train workers print to the cluster's worker logs, not to the stage's stage.log.
         worker_logs = "".join(path.read_text(errors="replace")
                               for path in Path(head["root"]).glob("ray/session_*/logs/worker-*.out"))

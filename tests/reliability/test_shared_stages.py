@@ -38,7 +38,8 @@ def server(tmp_path):
 def test_two_sweeps_sharing_a_first_stage_and_latent_cache_run_it_once(tmp_path, tiny_shards, server):
     work = tmp_path / "work"
     # Stages only as long as the assertions need: what is under test is scheduling and locking.
-    common = ["ldm.latent_cache=true", f"tracking.uri={server.url}", *_TINY_FIRST_STAGE]
+    common = ["ldm.latent_cache=true", f"tracking.uri={server.url}", "ldm.train.steps=10", "ldm.train.ckpt_every=10",
+              *_TINY_FIRST_STAGE]
     sweep_a = _sweep_args(work, tiny_shards, "+experiment=sampler_steps", "eval.num_workers=2",
                           "eval.sampling_steps=[5,10]", "eval.checkpoints=last", "eval.num_samples=8",
                           "eval.batch_size=4", "eval.metrics=[fid]", "eval.uncertainty_repeats=2", *common)

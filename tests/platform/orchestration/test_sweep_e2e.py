@@ -44,26 +44,28 @@ def _store(work: Path) -> TrackingStore:
 
 def test_downsample_factor_smoke_sweep_records_everything_and_reruns_cached(tmp_path, tiny_shards):
     work = tmp_path / "work"
-    # Every stage of every trial, on the scale=smoke sizes with shorter runs: first stages of
-    # 4 steps, LDMs of 10 with a checkpoint every 5 (two curve points), N = 16 (the smoke
-    # kid_subset_size of 16 is then capped at N / 2).
-    args = _sweep_args(work, tiny_shards, "+experiment=downsample_factor", "first_stage.train.steps=4",
+    # Every stage of three of the experiment's six trials (pixel space, f = 4, and f = 32 with
+    # its 1x1 latent; test_sweep_cli.py checks that the six compose), on the scale=smoke sizes
+    # with shorter runs: first stages of 4 steps, LDMs of 10 with a checkpoint every 5 (two
+    # curve points), N = 16 (the smoke kid_subset_size of 16 is then capped at N / 2).
+    args = _sweep_args(work, tiny_shards, "+experiment=downsample_factor", "first_stage=identity,kl_f4,kl_f32",
+                       "first_stage.train.steps=4",
                        "first_stage.train.ckpt_every=2", "ldm.train.steps=10", "ldm.train.ckpt_every=5",
                        "eval.num_samples=16", "eval.batch_size=16")
     out = run_module(*args, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "summary" in out.stdout and out.stdout.count(" ok") >= 6
+    assert "summary" in out.stdout and out.stdout.count(" ok") >= 3
 
     store = _store(work)
     exp = "downsample_factor"
     (parent,) = _runs(store, exp, kind="sweep")
     trials = _runs(store, exp, kind="trial")
-    assert sorted(int(t.data.params["first_stage.f"]) for t in trials) == [1, 2, 4, 8, 16, 32]
+    assert sorted(int(t.data.params["first_stage.f"]) for t in trials) == [1, 4, 32]
     # Trials are top-level (the default table lists them), linked to their sweep run by tag.
     assert all(t.data.tags["sweep_run_id"] == parent.info.run_id and PARENT_TAG not in t.data.tags for t in trials)
-    assert len(_runs(store, exp, kind="stage", stage="first_stage")) == 5  # f=1 trains nothing
-    assert len(_runs(store, exp, kind="stage", stage="ldm")) == 6
-    assert len(_runs(store, exp, kind="stage", stage="eval")) == 6
+    assert len(_runs(store, exp, kind="stage", stage="first_stage")) == 2  # f=1 trains nothing
+    assert len(_runs(store, exp, kind="stage", stage="ldm")) == 3
+    assert len(_runs(store, exp, kind="stage", stage="eval")) == 3
     for trial in trials:
         metrics, tags = trial.data.metrics, trial.data.tags
         for name in ("eval/fid", "eval/kid", "eval/precision", "eval/recall", "perf/train_img_per_s",
@@ -92,7 +94,7 @@ def test_downsample_factor_smoke_sweep_records_everything_and_reruns_cached(tmp_
     assert report.returncode == 0, report.stderr
     assert (work / "reports" / exp / "fid_vs_steps.png").stat().st_size > 1000
     rows = (work / "reports" / exp / "comparison.csv").read_text().splitlines()
-    assert len(rows) == 7 and rows[0].startswith("trial,f,regulariser") and "eval/fid_lo" in rows[0]
+    assert len(rows) == 4 and rows[0].startswith("trial,f,regulariser") and "eval/fid_lo" in rows[0]
     assert "FID: best" in (work / "reports" / exp / "comparison.md").read_text()
 
     # Rerunning the same command (same code) finds every stage finished and verified: nothing
@@ -134,7 +136,8 @@ def test_killed_sweep_resumes_ldm_from_its_checkpoint(tmp_path, tiny_shards):
     LDM stage; the rerun ends the orphaned runs and resumes: no duplicate runs or points,
     no run left RUNNING, the first stage not retrained (issue #11)."""
     work = tmp_path / "work"
-    args = _sweep_args(work, tiny_shards, "first_stage=kl_f4", "ldm.train.steps=80", "ldm.train.ckpt_every=10",
+    steps_total = 50  # checkpoints every 10: room for the two kills and a worker outliving each
+    args = _sweep_args(work, tiny_shards, "first_stage=kl_f4", f"ldm.train.steps={steps_total}", "ldm.train.ckpt_every=10",
                        "eval.checkpoints=last", *_TINY_FIRST_STAGE, *_TINY_EVAL)
     proc = _start_until_ldm_checkpoint(args, newer_than=0)
     sent = time.time()
@@ -158,7 +161,7 @@ def test_killed_sweep_resumes_ldm_from_its_checkpoint(tmp_path, tiny_shards):
     sigkill(cluster)
     proc.communicate(timeout=60)
     killed_at = int(_ldm_checkpoints(work)[-1].name.split("-")[1])
-    assert killed_at < 80 and "RUNNING" in _statuses(_store(work)).values()
+    assert killed_at < steps_total and "RUNNING" in _statuses(_store(work)).values()
 
     started = time.time()
     out = run_module(*args, timeout=900)
@@ -175,7 +178,7 @@ def test_killed_sweep_resumes_ldm_from_its_checkpoint(tmp_path, tiny_shards):
     steps = sorted(step for step, _ in store.metric_history(ldm_run.info.run_id, "train/loss"))
     # Three drivers logged the steps, the last two re-logging those after their checkpoint:
     # each step is in the store once, none is missing.
-    assert steps == list(range(steps[0], 81, steps[1] - steps[0])) and steps[0] <= 5, steps
+    assert steps == list(range(steps[0], steps_total + 1, steps[1] - steps[0])) and steps[0] <= 5, steps
     assert len(_runs(store, "default", kind="trial")) == 1 and len(_runs(store, "default", kind="sweep")) == 1
     print(f"\nFIGURES signals: SIGTERM stopped the driver in {stop_s:.1f} s; rerun after SIGKILL "
           f"(resumed from step {killed_at}) finished in {rerun_s:.0f} s; {len(steps)} train/loss points, 0 duplicates")
