@@ -43,7 +43,8 @@ def pytest_collection_modifyitems(session, config, items) -> None:
 
     ``make test`` hands whole files to two pytest-xdist workers in this order: the long
     end-to-end files start at once and the many short files fill in behind them, instead of
-    one worker finishing the suite alone on the last long file (longest-first scheduling).
+    one worker finishing the suite alone on the last long file (a rough longest-first order:
+    slow files are not ordered among themselves).
     """
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)  # stable: file order kept within
