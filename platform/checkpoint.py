@@ -6,6 +6,10 @@ it is the completion marker and the basis of the checkpoint's content id. Nested
 is encoded as a JSON tree whose tensor leaves point into the safetensors file, so
 loading never unpickles anything. Directories are written under a temporary name and
 renamed when complete: a crash never leaves a checkpoint that looks finished.
+
+torch is imported only where tensors are written or read: the sweep's orchestration
+(stage records, cache checks) lists and verifies checkpoints in processes that never
+touch a tensor, and torch's import costs them seconds per Ray worker.
 """
 
 from __future__ import annotations
@@ -15,13 +19,14 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from platform.hashing import sha256_file, sha256_json
+
+if TYPE_CHECKING:
+    import torch
 
 _PREFIX = "step-"
 TENSORS_FILE = "tensors.safetensors"
@@ -39,6 +44,8 @@ class CheckpointError(Exception):
 
 
 def _encode(obj: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
+    import torch
+
     if isinstance(obj, torch.Tensor):
         tensors[path] = obj.detach().to("cpu").contiguous().clone()
         return {"t": path}
@@ -82,6 +89,8 @@ def save_checkpoint(
         meta: JSON-serialisable facts (resolved config, scale_factor, data position).
         keep_last: delete older checkpoints beyond this many (None keeps all).
     """
+    from safetensors.torch import save_file
+
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = checkpoint_path(root, step)
@@ -189,6 +198,8 @@ def load_checkpoint(path: Path | str) -> tuple[dict[str, Any], dict[str, Any], i
     Raises ``CheckpointError`` when the directory is not a complete checkpoint (use
     ``verify_checkpoint`` first to also check the bytes).
     """
+    from safetensors.torch import load_file
+
     path = Path(path)
     for name in (META_FILE, TENSORS_FILE, DIGEST_FILE):
         if not (path / name).is_file():

@@ -77,10 +77,11 @@ def test_shard_source_reads_inside_a_ray_worker(ray_cluster, tiny_shards):
     source = ShardSource(tiny_shards[1])
 
     @ray_cluster.remote(num_cpus=0)
-    def read(src, lo, hi):
-        return src.images(range(lo, hi))
+    def read(src, slices):
+        return [src.images(range(lo, hi)) for lo, hi in slices]
 
-    parts = ray_cluster.get([read.remote(source, 0, 3), read.remote(source, 3, 8)])
+    # One task (one worker process to start), two slices of the shards.
+    parts = ray_cluster.get(read.remote(source, [(0, 3), (3, 8)]))
     assert torch.equal(torch.cat(parts), source.images(range(8)))
 
 
