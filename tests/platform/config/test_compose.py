@@ -7,7 +7,9 @@ from platform.config.schema import Scale
 from platform.config.store import experiment_names
 from platform.config.validate import ConfigError, latent_shape, validate_config
 
-SCALES = [s.value for s in Scale]
+# The fast suite composes every experiment at the smoke scale its sweeps run; the larger
+# scales (six compositions of seven configs each, ~20 s) run with the slow tests.
+SCALES = [s.value if s is Scale.smoke else pytest.param(s.value, marks=pytest.mark.slow) for s in Scale]
 
 
 @pytest.mark.parametrize("scale", SCALES)
