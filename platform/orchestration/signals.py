@@ -5,7 +5,10 @@ SIGHUP, Ctrl-C sends SIGINT. Each becomes a ``KeyboardInterrupt`` in the main th
 one ``except KeyboardInterrupt`` path marks the runs and exits. ``ray.init()`` installs
 its own SIGTERM handler, so these must be installed after it. A second signal while the
 sweep is cleaning up is reported and ignored (cleanup is short and bounded); a third
-exits at once.
+exits at once. A signal the sweep was started with ignored stays ignored: ``nohup``
+ignores SIGHUP so the sweep outlives its terminal, and a shell script's ``cmd &`` ignores
+SIGINT so Ctrl-C in the script's terminal does not reach it (Python keeps an ignored
+SIGINT the same way).
 """
 
 from __future__ import annotations
@@ -42,9 +45,13 @@ class StopHandler:
 
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[StopHandler]:
-    """Within the block, the stop signals raise ``KeyboardInterrupt`` (once); restored after."""
+    """Within the block, the stop signals raise ``KeyboardInterrupt`` (once); restored after.
+
+    Signals ignored on entry (``signal.SIG_IGN``) are left ignored.
+    """
     handler = StopHandler()
-    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS
+                if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
         yield handler
     finally:

@@ -142,7 +142,10 @@ def dashboard(sweep):
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "platform.dashboard", f"paths.work_dir={work}",
                              "--port", str(port)], cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            # Stopped with SIGINT below, even when the suite was started with it
+                            # ignored (a script's `make test &`), which the child would inherit.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     urls: list[str] = []
     deadline = time.time() + 300
     while len(urls) < 2 and time.time() < deadline:

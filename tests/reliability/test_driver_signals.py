@@ -17,7 +17,20 @@ from platform.tracking import TrackingStore
 from tests.platform.orchestration import stubs
 from tests.platform.orchestration.test_runner import EXPERIMENT, _calls, _plans
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("signals_not_ignored")]
+
+
+@pytest.fixture
+def signals_not_ignored():
+    """SIGHUP and SIGINT as a terminal leaves them, whatever started the suite: ``nohup``
+    or a script's ``cmd &`` hands pytest ignored signals, which the sweep keeps ignoring."""
+    defaults = {signal.SIGHUP: signal.SIG_DFL, signal.SIGINT: signal.default_int_handler}
+    ignored = [sig for sig in defaults if signal.getsignal(sig) is signal.SIG_IGN]
+    for sig in ignored:
+        signal.signal(sig, defaults[sig])
+    yield
+    for sig in ignored:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def _statuses(work) -> dict[str, str]:
