@@ -158,7 +158,11 @@ def dashboard(sweep):
         yield urls[0], urls[1], port
     finally:
         os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(60)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:  # fail, but leave no dashboard or server behind
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
 
 
 def test_dashboard_refuses_a_taken_port(sweep, dashboard):
