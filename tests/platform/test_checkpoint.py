@@ -67,14 +67,3 @@ def test_extra_files_fail_verification_and_keep_last_prunes(tmp_path):
     with pytest.raises(CheckpointError, match="stray.txt"):
         verify_checkpoint(list_checkpoints(tmp_path)[-1])
 
-
-def test_the_sweeps_actors_and_stage_tasks_never_import_torch():
-    """The writer actor and every stage task start a Ray worker process that imports these
-    modules; torch costs each of them seconds, and only the stage functions need it."""
-    import subprocess
-    import sys
-
-    modules = "platform.orchestration.writer, platform.orchestration.stage_task, platform.tracking"
-    loaded = subprocess.run([sys.executable, "-c", f"import sys, {modules}; print('torch' in sys.modules)"],
-                            capture_output=True, text=True, check=True).stdout.strip()
-    assert loaded == "False"

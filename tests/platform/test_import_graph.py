@@ -1,4 +1,8 @@
-"""No import circles among our modules (lazy imports inside functions count too)."""
+"""No import circles among our modules (lazy imports inside functions count too), and the
+sweep's own Ray workers stay free of torch."""
+
+import subprocess
+import sys
 
 from platform.orchestration.fingerprint import REPO_ROOT, project_imports
 
@@ -30,3 +34,12 @@ def test_the_import_graph_has_no_cycles():
     for name in sorted(graph):
         visit(name, [])
     assert {"platform.data.manifest", "platform.ldm.train"} <= set(graph)
+
+
+def test_the_sweeps_actors_and_stage_tasks_never_import_torch():
+    """The writer actor and every stage task start a Ray worker process that imports these
+    modules; torch costs each of them seconds, and only the stage functions need it."""
+    modules = "platform.orchestration.writer, platform.orchestration.stage_task, platform.tracking"
+    loaded = subprocess.run([sys.executable, "-c", f"import sys, {modules}; print('torch' in sys.modules)"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "False"
