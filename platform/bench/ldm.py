@@ -3,7 +3,8 @@ latent cache vs encoding on the fly (images/s and their ratios, from one run).
 
 1. Step overhead: ``platform.ldm.train.train_step`` (conditioning, CFG dropout, loss,
    autocast policy, EMA) against the same maths written inline, on the same in-memory
-   batches, models and optimiser settings. Target: ratio >= 0.95.
+   batches, models and optimiser settings. Target: ratio >= 0.95. Also printed: FLOPs
+   per step, achieved TFLOP/s and MFU, and peak memory on CUDA (``utilization.py``).
 2. Latent cache: one training epoch over real shards, reading the latent cache vs
    decoding images and encoding them through the frozen first stage every batch. The
    one-off cache build is reported separately. Target: speed-up >= 1.4x.
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
+from platform.bench.utilization import count_flops, peak_memory_line, peak_tflops, utilization_line
 from platform.config.compose import compose_config
 from platform.ldm.diffusion import make_scheduler
 from platform.ldm.ema import Ema
@@ -40,13 +42,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-step", action="store_true", help="only the latent-cache benchmark")
     parser.add_argument("--skip-cache", action="store_true", help="only the training-step benchmark")
+    parser.add_argument("--resolution", type=int, default=None,
+                        help="image side in pixels (default: the data config's, 32); e.g. 256 with --scale paper")
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="device peak dense bf16 TFLOP/s for MFU (default: known GPUs' data sheets)")
 
 
 def _setup(args: argparse.Namespace):
     from platform.first_stage.model import build_first_stage
 
-    cfg = compose_config([f"scale={args.scale}", f"first_stage={args.first_stage}",
-                          f"ldm.conditioning={args.conditioning}", f"ldm.train.batch_size={args.batch_size}"])
+    overrides = [f"scale={args.scale}", f"first_stage={args.first_stage}", f"ldm.conditioning={args.conditioning}",
+                 f"ldm.train.batch_size={args.batch_size}"]
+    cfg = compose_config(overrides + ([f"data.resolution={args.resolution}"] if args.resolution else []))
     device = torch.device(args.device)
     torch.manual_seed(0)
     fs = OmegaConf.to_container(cfg.first_stage, resolve=True)
@@ -87,8 +94,8 @@ def _bare_step(model, ema_shadow, params, opt, first_stage, alphas_cumprod, batc
         torch._foreach_lerp_(ema_shadow, [p.detach() for p in params], 1 - 0.9999)
 
 
-def bench_step(args: argparse.Namespace) -> tuple[float, float]:
-    """(platform img/s, bare img/s) for class-conditional training steps."""
+def bench_step(args: argparse.Namespace) -> tuple[float, float, list[str]]:
+    """(platform img/s, bare img/s, utilisation lines) for class-conditional training steps."""
     cfg, parts = _setup(args)
     device = parts.device
     res = cfg.data.resolution
@@ -111,6 +118,8 @@ def bench_step(args: argparse.Namespace) -> tuple[float, float]:
 
     platform_run(2)  # warm-up (allocator, kernels)
     bare_run(2)
+    usage = [peak_memory_line(device, lambda: platform_run(1))]
+    flops = count_flops(lambda: platform_run(1))
     # Interleave single steps, alternating which goes first, and compare medians: the box
     # is shared, and whole-run timings swing by 2-5x under other agents' load.
     times: dict[str, list[float]] = {"platform": [], "bare": []}
@@ -122,7 +131,9 @@ def bench_step(args: argparse.Namespace) -> tuple[float, float]:
             fn(1)
             _sync(device)
             times[name].append(time.perf_counter() - start)
-    return tuple(args.batch_size / statistics.median(times[k]) for k in ("platform", "bare"))
+    ours, bare = (args.batch_size / statistics.median(times[k]) for k in ("platform", "bare"))
+    usage.append(utilization_line(flops, ours / args.batch_size, device, args.peak_tflops))
+    return ours, bare, usage
 
 
 def bench_cache(args: argparse.Namespace) -> tuple[float, float, float]:
@@ -168,14 +179,21 @@ def bench_cache(args: argparse.Namespace) -> tuple[float, float, float]:
 
 
 def run(args: argparse.Namespace) -> None:
+    try:  # a bad --peak-tflops is refused before minutes of timing
+        peak_tflops(torch.device(args.device), args.peak_tflops)
+    except ValueError as error:
+        raise SystemExit(f"python -m platform.bench ldm: {error}") from None
     torch.set_grad_enabled(True)
     print(f"LDM benchmark: scale={args.scale} first_stage={args.first_stage} conditioning=class "
-          f"batch={args.batch_size} device={args.device} threads={torch.get_num_threads()}")
+          f"batch={args.batch_size} resolution={args.resolution or 'config'} device={args.device} "
+          f"threads={torch.get_num_threads()}")
     args.conditioning = "class"  # the bare loop is written for class conditioning
     if not args.skip_step:
-        ours, bare = bench_step(args)
+        ours, bare, usage = bench_step(args)
         print(f"train step   platform {ours:8.1f} img/s   bare loop {bare:8.1f} img/s   ratio {ours / bare:.3f} (median step) "
               f"(target >= 0.95)")
+        for line in usage:
+            print(f"             {line}")
     if not args.skip_cache:
         fly, cached, build_s = bench_cache(args)
         print(f"epoch        on-the-fly {fly:8.1f} img/s   latent cache {cached:8.1f} img/s   "
