@@ -11,8 +11,9 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# Caches and model stores the suite may touch, all pointed at one private directory per session.
-_CACHE_VARIABLES = ("LDM_EVAL_CACHE", "TORCH_HOME", "XDG_CACHE_HOME", "HF_HOME", "MPLCONFIGDIR")
+# Caches, model stores and tool config the suite may touch, all pointed at one private directory
+# per session (XDG_CONFIG_HOME: Chromium keeps its crash-report settings there, not in HOME).
+_CACHE_VARIABLES = ("LDM_EVAL_CACHE", "TORCH_HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "HF_HOME", "MPLCONFIGDIR")
 _OFFLINE_VARIABLES = {"LDM_ASSETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
@@ -25,6 +26,7 @@ def pytest_configure(config) -> None:
     """
     import shutil
     import tempfile
+    import uuid
 
     root = Path(tempfile.mkdtemp(prefix="ldm-test-caches-"))
     config._ldm_cache_root = root
@@ -32,6 +34,9 @@ def pytest_configure(config) -> None:
     for name in _CACHE_VARIABLES:
         os.environ[name] = str(root / name.lower())
     os.environ.update(_OFFLINE_VARIABLES)
+    # Ray 2.60 turns token auth on for every new local cluster and, given no token, reads or
+    # writes ~/.ray/auth_token; a session token in the environment keeps HOME out of it.
+    os.environ["RAY_AUTH_TOKEN"] = uuid.uuid4().hex
 
     from platform.config.compose import remember_compositions
 
@@ -48,6 +53,28 @@ def pytest_collection_modifyitems(session, config, items) -> None:
     """
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)  # stable: file order kept within
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Print the figures the fault and reliability tests measured, in every run's output.
+
+    They travel as the tests' ``figures`` user properties, which pytest-xdist sends back from
+    its workers (captured stdout of a passing test is never shown there).
+    """
+    lines = [f"{report.nodeid.split('::')[-1]}: {value}"
+             for reports in terminalreporter.stats.values() for report in reports
+             if getattr(report, "when", None) == "call"
+             for name, value in getattr(report, "user_properties", ()) if name == "figures"]
+    if lines:
+        terminalreporter.section("measured figures")
+        for line in sorted(lines):
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def figures(record_property):
+    """``figures(text)``: report a measured figure in the run's "measured figures" summary."""
+    return lambda text: record_property("figures", text)
 
 
 @pytest.fixture(scope="session")

@@ -66,4 +66,3 @@ def test_extra_files_fail_verification_and_keep_last_prunes(tmp_path):
     (list_checkpoints(tmp_path)[-1] / "stray.txt").write_text("?")
     with pytest.raises(CheckpointError, match="stray.txt"):
         verify_checkpoint(list_checkpoints(tmp_path)[-1])
-

@@ -86,7 +86,7 @@ def test_missing_inception_weights(tmp_path, tiny_shards):
     assert NOT_STARTED not in text
 
 
-def test_gpu_request_on_a_cpu_only_cluster_is_refused_not_hung(ray_cluster, tiny_shards, tmp_path, capsys):
+def test_gpu_request_on_a_cpu_only_cluster_is_refused_not_hung(figures, ray_cluster, tiny_shards, tmp_path, capsys):
     """Ray would queue a task asking for a GPU that no node has forever (a real 2-CPU cluster)."""
     from platform.config.compose import compose_config, expand_sweep
     from platform.orchestration.plan import plan_trials
@@ -102,4 +102,4 @@ def test_gpu_request_on_a_cpu_only_cluster_is_refused_not_hung(ray_cluster, tiny
     assert code == 2 and "trial 0: ldm needs 1 GPU but the Ray cluster has 0" in err, err
     assert "ldm.train.num_workers / ldm.train.use_gpu" in err
     assert refused_s < 60  # refused at once, not after a scheduling timeout
-    print(f"\nFIGURES infeasible GPU request: refused in {refused_s:.1f} s (cluster already running)")
+    figures(f"infeasible GPU request: refused in {refused_s:.1f} s (cluster already running)")

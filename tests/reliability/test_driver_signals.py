@@ -46,7 +46,7 @@ def _run_plans(monkeypatch, work, shards, **functions) -> int:
     return runner_module.run_plans(_plans(work, shards))
 
 
-def test_sighup_during_a_stage_stops_the_sweep_and_marks_its_runs(ray_cluster, tiny_shards, tmp_path, monkeypatch,
+def test_sighup_during_a_stage_stops_the_sweep_and_marks_its_runs(figures, ray_cluster, tiny_shards, tmp_path, monkeypatch,
                                                                   capsys):
     work = tmp_path / "work"
     sent: list[float] = []
@@ -72,7 +72,7 @@ def test_sighup_during_a_stage_stops_the_sweep_and_marks_its_runs(ray_cluster, t
     assert [s for name, s in statuses.items() if name.startswith("first_stage")] == ["FINISHED"]  # has a record
     assert sorted(s for name, s in statuses.items() if not name.startswith("first_stage")) == ["KILLED"] * 5
     assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL  # the handler is gone with the sweep
-    print(f"\nFIGURES SIGHUP during a stage: stopped in {stopped_s:.1f} s, 0 runs RUNNING")
+    figures(f"SIGHUP during a stage: stopped in {stopped_s:.1f} s, 0 runs RUNNING")
 
 
 def test_sigint_while_runs_are_opened_stops_the_sweep_and_marks_its_runs(ray_cluster, tiny_shards, tmp_path,

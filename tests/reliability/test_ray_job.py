@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 STEPS = 30
 
 
-def test_ray_job_sweep_survives_a_killed_ray_train_worker(tmp_path, tiny_shards):
+def test_ray_job_sweep_survives_a_killed_ray_train_worker(figures, tmp_path, tiny_shards):
     train, test = tiny_shards
     work = tmp_path / "work"
     store_uri = f"sqlite:///{work / 'mlflow.db'}"
@@ -85,6 +85,6 @@ def test_ray_job_sweep_survives_a_killed_ray_train_worker(tmp_path, tiny_shards)
     (ldm_run,) = _runs(store, "default", kind="stage", stage="ldm")
     steps = sorted(step for step, _ in store.metric_history(ldm_run.info.run_id, "train/loss"))
     assert steps == list(range(1, STEPS + 1)), steps
-    print(f"\nFIGURES ray job + train worker loss: killed after step {checkpoint_at_kill}, resumed from "
-          f"{min(resumed)}; job finished {recovered_s:.0f} s after the kill; {len(steps)}/{STEPS} points, "
-          f"0 duplicates; {len(runs)} runs FINISHED")
+    figures(f"ray job + train worker loss: killed after step {checkpoint_at_kill}, resumed from "
+            f"{min(resumed)}; job finished {recovered_s:.0f} s after the kill; {len(steps)}/{STEPS} points, "
+            f"0 duplicates; {len(runs)} runs FINISHED")

@@ -35,7 +35,7 @@ def server(tmp_path):
     server.stop()
 
 
-def test_two_sweeps_sharing_a_first_stage_and_latent_cache_run_it_once(tmp_path, tiny_shards, server):
+def test_two_sweeps_sharing_a_first_stage_and_latent_cache_run_it_once(figures, tmp_path, tiny_shards, server):
     work = tmp_path / "work"
     # Stages only as long as the assertions need: what is under test is scheduling and locking.
     common = ["ldm.latent_cache=true", f"tracking.uri={server.url}", "ldm.train.steps=10", "ldm.train.ckpt_every=10",
@@ -84,5 +84,5 @@ def test_two_sweeps_sharing_a_first_stage_and_latent_cache_run_it_once(tmp_path,
         assert {"eval/ddim5/fid", "eval/ddim10/fid", "perf/sample_img_per_s/ddim5"} <= set(trial.data.metrics)
     (trial_b,) = _runs(store, "default", kind="trial")
     assert trial_b.info.status == "FINISHED"
-    print(f"\nFIGURES two sweeps together (sampler_steps eval.num_workers=2 + a second LDM, shared first stage "
-          f"and latent cache): both done in {wall_s:.0f} s; stage starts {starts}")
+    figures(f"two sweeps together (sampler_steps eval.num_workers=2 + a second LDM, shared first stage "
+            f"and latent cache): both done in {wall_s:.0f} s; stage starts {starts}")

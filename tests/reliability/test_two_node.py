@@ -43,7 +43,7 @@ def _checkpoint_steps(stage_dir: Path) -> list[int]:
     return sorted(int(path.name.split("-")[1]) for path in stage_dir.glob("checkpoints/step-*"))
 
 
-def test_sweep_survives_losing_a_node_and_the_tracking_server_at_once(tmp_path, tiny_shards):
+def test_sweep_survives_losing_a_node_and_the_tracking_server_at_once(figures, tmp_path, tiny_shards):
     train, test = tiny_shards
     work = tmp_path / "work"
     server = MlflowServer(tmp_path / "mlflow")
@@ -112,7 +112,7 @@ def test_sweep_survives_losing_a_node_and_the_tracking_server_at_once(tmp_path, 
         assert len(during) >= 10, during
     finally:
         server.stop()
-    print(f"\nFIGURES two nodes + outage: node lost after LDM step {checkpoint_at_kill}, resumed from it on the "
-          f"head; server down {up_at - down_at:.0f} s, {len(during)} train/loss points logged meanwhile (steps "
-          f"{min(during)}-{max(during)}), all in the store, 0 duplicates; sweep done {done_s:.0f} s after the "
-          f"faults; {len(runs)} runs FINISHED")
+    figures(f"two nodes + outage: node lost after LDM step {checkpoint_at_kill}, resumed from it on the "
+            f"head; server down {up_at - down_at:.0f} s, {len(during)} train/loss points logged meanwhile (steps "
+            f"{min(during)}-{max(during)}), all in the store, 0 duplicates; sweep done {done_s:.0f} s after the "
+            f"faults; {len(runs)} runs FINISHED")

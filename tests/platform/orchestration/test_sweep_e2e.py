@@ -131,7 +131,7 @@ def _statuses(store: TrackingStore) -> dict[str, str]:
     return {run.info.run_name: run.info.status for run in store.runs("default")}
 
 
-def test_killed_sweep_resumes_ldm_from_its_checkpoint(tmp_path, tiny_shards):
+def test_killed_sweep_resumes_ldm_from_its_checkpoint(figures, tmp_path, tiny_shards):
     """`kill PID` (SIGTERM, as SLURM/Kubernetes/systemd send it), then SIGKILL, during the
     LDM stage; the rerun ends the orphaned runs and resumes: no duplicate runs or points,
     no run left RUNNING, the first stage not retrained (issue #11)."""
@@ -180,8 +180,8 @@ def test_killed_sweep_resumes_ldm_from_its_checkpoint(tmp_path, tiny_shards):
     # each step is in the store once, none is missing.
     assert steps == list(range(steps[0], steps_total + 1, steps[1] - steps[0])) and steps[0] <= 5, steps
     assert len(_runs(store, "default", kind="trial")) == 1 and len(_runs(store, "default", kind="sweep")) == 1
-    print(f"\nFIGURES signals: SIGTERM stopped the driver in {stop_s:.1f} s; rerun after SIGKILL "
-          f"(resumed from step {killed_at}) finished in {rerun_s:.0f} s; {len(steps)} train/loss points, 0 duplicates")
+    figures(f"signals: SIGTERM stopped the driver in {stop_s:.1f} s; rerun after SIGKILL "
+            f"(resumed from step {killed_at}) finished in {rerun_s:.0f} s; {len(steps)} train/loss points, 0 duplicates")
 
 
 def _free_port() -> int:
@@ -210,7 +210,7 @@ def test_a_failing_trial_fails_alone(tmp_path, tiny_shards):
     assert "failed in first_stage" in text and "stage.log" in text and shard.name in text
 
 
-def test_dead_tracking_server_fails_before_ray_starts(tmp_path, tiny_shards):
+def test_dead_tracking_server_fails_before_ray_starts(figures, tmp_path, tiny_shards):
     """With the platform's short client retries (no env override); the URL's credentials
     are never printed (issue #11)."""
     uri = f"http://alice:s3cr3t-pw@127.0.0.1:{_free_port()}/?token=t0k3n"
@@ -224,4 +224,4 @@ def test_dead_tracking_server_fails_before_ray_starts(tmp_path, tiny_shards):
     assert "s3cr3t-pw" not in text and "t0k3n" not in text
     # Seconds, not MLflow's ~4 minutes of retries: bounded in test_writer_outage.py, where no
     # process start-up (tens of seconds on a loaded box) blurs the figure.
-    print(f"\nFIGURES dead server at start: refused after {elapsed:.0f} s (process start included)")
+    figures(f"dead server at start: refused after {elapsed:.0f} s (process start included)")
