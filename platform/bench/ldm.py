@@ -42,10 +42,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-step", action="store_true", help="only the latent-cache benchmark")
     parser.add_argument("--skip-cache", action="store_true", help="only the training-step benchmark")
-    parser.add_argument("--resolution", type=int, default=None,
+    parser.add_argument("--resolution", type=_positive_int, default=None,
                         help="image side in pixels (default: the data config's, 32); e.g. 256 with --scale paper")
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="device peak dense bf16 TFLOP/s for MFU (default: known GPUs' data sheets)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of pixels, got {value}")
+    return value
 
 
 def _setup(args: argparse.Namespace):
@@ -53,7 +60,7 @@ def _setup(args: argparse.Namespace):
 
     overrides = [f"scale={args.scale}", f"first_stage={args.first_stage}", f"ldm.conditioning={args.conditioning}",
                  f"ldm.train.batch_size={args.batch_size}"]
-    cfg = compose_config(overrides + ([f"data.resolution={args.resolution}"] if args.resolution else []))
+    cfg = compose_config(overrides + ([f"data.resolution={args.resolution}"] if args.resolution is not None else []))
     device = torch.device(args.device)
     torch.manual_seed(0)
     fs = OmegaConf.to_container(cfg.first_stage, resolve=True)

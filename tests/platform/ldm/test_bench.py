@@ -26,3 +26,12 @@ def test_bench_ldm_prints_throughput_flops_and_says_why_mfu_and_memory_are_unava
 def test_bench_ldm_refuses_a_non_positive_peak_before_timing():
     result = run_module("platform.bench", "ldm", "--peak-tflops", "0", "--device", "cpu", timeout=120)
     assert result.returncode != 0 and "--peak-tflops must be positive, got 0.0" in result.stderr
+
+
+@pytest.mark.parametrize("bad", ["0", "-8"])
+def test_bench_ldm_refuses_a_non_positive_resolution(bad, capsys):
+    from platform.bench.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(["ldm", "--resolution", bad])
+    assert f"--resolution: must be a positive number of pixels, got {bad}" in capsys.readouterr().err
